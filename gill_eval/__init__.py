@@ -1,0 +1,3 @@
+"""gill-eval: data preparation, features, decision classifier and benchmarks for GILL-style models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,34 @@
+"""Shared test fixtures. Tests never touch the network beyond 127.0.0.1 and never a model hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_roots(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own data root and cache root, so nothing leaks into the user's folders."""
+    base = tmp_path_factory.mktemp("roots")
+    monkeypatch.setenv("GILL_EVAL_DATA", str(base / "data"))
+    monkeypatch.setenv("GILL_EVAL_CACHE", str(base / "cache"))
+    from gill_eval.store import root
+
+    monkeypatch.setattr(root, "_override", None)
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """The ``../shared`` folder beside the checkout; tests that need it skip with a reason when absent."""
+    if not (SHARED / "data" / "partiprompts").is_dir():
+        pytest.skip(f"{SHARED}/data/partiprompts is absent (needs ../shared beside the checkout)")
+    return SHARED
