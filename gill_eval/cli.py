@@ -72,7 +72,7 @@ def _mount() -> None:
     from gill_eval.decision.cli import app as decision_app
     from gill_eval.features.cli import app as features_app
     from gill_eval.models.cli import app as models_app
-    from gill_eval.models.generate_cli import generate
+    from gill_eval.models.generate_cli import GenerateCommand, generate
     from gill_eval.pipeline import run_pipeline
     from gill_eval.quickstart import quickstart
     from gill_eval.report.cli import report
@@ -83,7 +83,7 @@ def _mount() -> None:
     app.add_typer(bench_app, name="bench")
     app.command("report")(report)
     app.add_typer(models_app, name="models")
-    app.command("generate")(generate)
+    app.command("generate", cls=GenerateCommand)(generate)
     app.add_typer(export_app, name="export")
     app.command("run")(run_pipeline)
     app.command("quickstart")(quickstart)

@@ -1,12 +1,164 @@
-"""`gill-eval bench ...`."""
+"""``gill-eval bench ...``: one command per paper table, plus ``score`` and FID reference-statistics tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
-from gill_eval._pending import not_yet
+from gill_eval.bench import api
+from gill_eval.bench.contexts import parse_rounds, parse_seeds, parse_vist_context
+from gill_eval.bench.scorers import ScorerSpec
+from gill_eval.bench.visdial import rounds_label
+from gill_eval.console import emit_json, info
+from gill_eval.models.registry import parse_option_pairs
+from gill_eval.store import resolve_shard_spec
 
-app = typer.Typer(help="bench (not yet available).")
+app = typer.Typer(help="Run the paper's benchmarks (generation is resumable and shardable; scoring is separate).",
+                  no_args_is_help=True)
+fid_stats_app = typer.Typer(help="Cached FID reference statistics: list, export and import as .npz.", no_args_is_help=True)
+app.add_typer(fid_stats_app, name="fid-stats")
+
+Model = Annotated[str, typer.Option("--model", help="Registered model name (see `gill-eval models list`).")]
+ModelOpt = Annotated[Optional[list[str]], typer.Option("--model-opt", help="Model option KEY=VALUE (repeatable).")]
+Seeds = Annotated[str, typer.Option("--seeds", help="Seeds, e.g. 0-4 or 0,1.")]
+Shard = Annotated[Optional[str], typer.Option("--shard", help="Worker i/N (combined with torchrun's RANK/WORLD_SIZE).")]
+Batch = Annotated[int, typer.Option("--batch-size", help="Contexts per generate call (does not change scores).")]
+Scorer = Annotated[str, typer.Option("--scorers", help="real: ViT-L/14, AlexNet, Inception weights; tiny: random (tests).")]
+Device = Annotated[str, typer.Option("--device", help="Device for the scoring networks.")]
+Precision = Annotated[str, typer.Option("--precision", help="CLIP scoring precision fp32|fp16|bf16.")]
+Label = Annotated[Optional[str], typer.Option("--label", help="Row label in reports (default: the model name).")]
+Json = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
+Reference = Annotated[str, typer.Option("--reference", help="gill: real images at 224x224 as GILL scored them; original.")]
 
 
-@app.callback(invoke_without_command=True)
-def _pending() -> None:
-    not_yet("bench")
+def _scorer(preset: str, device: str, precision: str) -> ScorerSpec:
+    return ScorerSpec(preset=preset, device=device, precision=precision)
+
+
+def _finish(results: list, as_json: bool) -> None:
+    if as_json:
+        emit_json([{k: v for k, v in r.items() if k != "_dir"} if r is not None else {"status": "pending"} for r in results])
+
+
+@app.command("vist")
+def vist(
+    model: Model, model_opt: ModelOpt = None,
+    context: Annotated[str, typer.Option("--context", help="Comma-separated: 1c, 5c, 5c4i or any NcMi.")] = "1c,5c,5c4i",
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = "gill",
+    scorers: Scorer = "real", device: Device = "cpu", precision: Precision = "fp32", label: Label = None, json: Json = False,
+) -> None:
+    """Table 1: the last image of each VIST story from its context; CLIP similarity and LPIPS."""
+    contexts = [parse_vist_context(c).label for c in context.split(",") if c.strip()]
+    _finish(api.run("vist", model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
+                    shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=_scorer(scorers, device, precision),
+                    reference=reference, label=label), json)
+
+
+@app.command("visdial")
+def visdial(
+    model: Model, model_opt: ModelOpt = None,
+    rounds: Annotated[str, typer.Option("--rounds", help="Round counts, e.g. 1,5,10.")] = "1,5,10",
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = "gill",
+    scorers: Scorer = "real", device: Device = "cpu", precision: Precision = "fp32", label: Label = None, json: Json = False,
+) -> None:
+    """Table 2: the dialog's image from the Q/A lines of its first R rounds (no caption)."""
+    contexts = [rounds_label(r) for r in parse_rounds(rounds)]
+    _finish(api.run("visdial", model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
+                    shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=_scorer(scorers, device, precision),
+                    reference=reference, label=label), json)
+
+
+def _fid(benchmark: str, model: str, model_opt, num, seed, shard, batch_size, scorers, device, fid_bootstrap, label, json) -> None:
+    _finish(api.run(benchmark, model, parse_option_pairs(model_opt or []), None, [seed], shard=resolve_shard_spec(shard),
+                    batch_size=batch_size, scorer=_scorer(scorers, device, "fp32"), label=label, num=num,
+                    fid_bootstrap=fid_bootstrap), json)
+
+
+Bootstrap = Annotated[int, typer.Option("--fid-bootstrap", help="Bootstrap replicates for FID's interval (0: none).")]
+
+
+@app.command("coco-fid")
+def coco_fid(
+    model: Model, model_opt: ModelOpt = None,
+    num: Annotated[int, typer.Option("--num", help="Captions from the prepared manifest (paper: 30000).")] = 30000,
+    seed: Annotated[int, typer.Option("--seed")] = 0, shard: Shard = None, batch_size: Batch = 8,
+    scorers: Scorer = "real", device: Device = "cpu", fid_bootstrap: Bootstrap = 50, label: Label = None, json: Json = False,
+) -> None:
+    """Table 8: zero-shot FID on MS-COCO 2014 val captions (SD/GILL default: guidance 3.0, 250 DDIM steps)."""
+    _fid("coco-fid", model, model_opt, num, seed, shard, batch_size, scorers, device, fid_bootstrap, label, json)
+
+
+@app.command("cc3m-fid")
+def cc3m_fid(
+    model: Model, model_opt: ModelOpt = None,
+    num: Annotated[Optional[int], typer.Option("--num", help="Captions to use (default: all).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0, shard: Shard = None, batch_size: Batch = 8,
+    scorers: Scorer = "real", device: Device = "cpu", fid_bootstrap: Bootstrap = 50, label: Label = None, json: Json = False,
+) -> None:
+    """Tables 3-4: FID on the CC3M validation captions."""
+    _fid("cc3m-fid", model, model_opt, num, seed, shard, batch_size, scorers, device, fid_bootstrap, label, json)
+
+
+@app.command("vist-retrieval")
+def vist_retrieval(
+    model: Model, model_opt: ModelOpt = None, shard: Shard = None, label: Label = None, json: Json = False,
+) -> None:
+    """Table 5: recall@1/5/10 of the story's last image from 5 captions and 4 images (FROMAGe protocol)."""
+    _finish(api.run("vist-retrieval", model, parse_option_pairs(model_opt or []), shard=resolve_shard_spec(shard),
+                    label=label), json)
+
+
+@app.command("score")
+def score(
+    generation_dir: Annotated[Path, typer.Argument(help="A folder under <data>/generations/... (has provenance.json).")],
+    seeds: Seeds = "0", reference: Reference = "gill", scorers: Scorer = "real", device: Device = "cpu",
+    precision: Precision = "fp32", num: Annotated[Optional[int], typer.Option("--num")] = None,
+    fid_bootstrap: Bootstrap = 50, label: Label = None, json: Json = False,
+) -> None:
+    """Score generated images again (other scorers, protocol or seeds) without regenerating."""
+    result = api.rescore(generation_dir, parse_seeds(seeds), _scorer(scorers, device, precision), reference, label, num,
+                         fid_bootstrap)
+    _finish([result], json)
+
+
+@fid_stats_app.command("list")
+def fid_stats_list(json: Json = False) -> None:
+    """Cached reference statistics with what they were computed from."""
+    from gill_eval.metrics.fid import load_statistics, reference_cache_dir
+
+    rows = []
+    for path in sorted(reference_cache_dir().glob("*.npz")):
+        _, meta = load_statistics(path)
+        rows.append({"file": str(path), **meta})
+    if json:
+        emit_json(rows)
+    for row in rows:
+        info(f"{Path(row['file']).stem}  n={row.get('n')}  extractor={row['extractor']}  weights={row['weights_sha256'][:12]}")
+
+
+@fid_stats_app.command("export")
+def fid_stats_export(
+    key: Annotated[str, typer.Argument(help="Cache key (file stem shown by `fid-stats list`).")],
+    out: Annotated[Path, typer.Argument(help="Destination .npz")],
+) -> None:
+    """Write cached statistics to a portable .npz (no pickle)."""
+    from gill_eval.errors import InputError
+    from gill_eval.metrics.fid import reference_cache_dir, save_statistics, load_statistics, ReferenceKey
+
+    path = reference_cache_dir() / f"{key}.npz"
+    if not path.is_file():
+        raise InputError(f"{path}: no cached statistics with key {key!r} (see `gill-eval bench fid-stats list`)")
+    stats, meta = load_statistics(path)
+    ref = ReferenceKey(meta["manifest_hash"], meta["resize_mode"], meta["extractor"], meta["weights_sha256"])
+    save_statistics(out, stats, ref, int(meta.get("n", 0)))
+    info(f"exported {key} -> {out}")
+
+
+@fid_stats_app.command("import")
+def fid_stats_import(path: Annotated[Path, typer.Argument(help="An .npz written by `fid-stats export`.")]) -> None:
+    """Put exported statistics into this machine's cache under their content key."""
+    from gill_eval.metrics.fid import import_reference
+
+    info(f"imported -> {import_reference(path)}")

@@ -1,10 +1,151 @@
-"""`gill-eval prepare ...` and `gill-eval export ...`: each dataset module contributes its command."""
+"""`gill-eval prepare ...` and `gill-eval export ...`: each dataset module contributes its command.
+
+This layer only turns options into library calls and prints the result; the work is in the dataset
+modules (cc3m, vist, visdial, coco) and in download (img2dataset).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from gill_eval.datasets.download import DownloadOptions
 from gill_eval.datasets.partiprompts_cli import prepare_partiprompts
 
 app = typer.Typer(help="Turn raw files and image URLs into Parquet shards.", no_args_is_help=True)
 export_app = typer.Typer(help="Export prepared data in other tools' layouts.", no_args_is_help=True)
 
 app.command("partiprompts")(prepare_partiprompts)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the counts as JSON on stdout.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Delete this dataset's folder and start again.")]
+RetryFailed = Annotated[
+    bool, typer.Option("--retry-failed", help="Download the rows that failed before again and merge them in.")
+]
+Processes = Annotated[
+    Optional[int], typer.Option("--processes", help="img2dataset processes (default: the number of CPU cores).")
+]
+Threads = Annotated[int, typer.Option("--threads", help="img2dataset download threads per process.")]
+ImageSize = Annotated[int, typer.Option("--image-size", help="img2dataset target image size in pixels.")]
+ResizeMode = Annotated[
+    str, typer.Option("--resize-mode", help="img2dataset resize mode: no|keep_ratio|keep_ratio_largest|center_crop|border.")
+]
+Timeout = Annotated[float, typer.Option("--timeout", help="Seconds before a download counts as timed out.")]
+Retries = Annotated[int, typer.Option("--retries", help="img2dataset retries per URL within one run.")]
+Distributor = Annotated[str, typer.Option("--distributor", help="multiprocessing or pyspark (needs pyspark).")]
+ShardSize = Annotated[int, typer.Option("--shard-size", help="Rows per image shard (the unit of resume).")]
+
+
+def _options(processes: int | None, threads: int, image_size: int, resize_mode: str, timeout: float,
+             retries: int, distributor: str, shard_size: int) -> DownloadOptions:
+    return DownloadOptions(processes=processes or os.cpu_count() or 1, threads=threads, image_size=image_size,
+                           resize_mode=resize_mode, timeout=timeout, retries=retries, distributor=distributor,
+                           shard_size=shard_size)
+
+
+@app.command("cc3m")
+def prepare_cc3m_command(
+    tsv: Annotated[str, typer.Option("--tsv", help="Header-less caption<TAB>url TSV: a path or an http(s) URL.")],
+    split: Annotated[str, typer.Option("--split", help="train or val.")],
+    retry_failed: RetryFailed = False,
+    processes: Processes = None,
+    threads: Threads = 64,
+    image_size: ImageSize = 256,
+    resize_mode: ResizeMode = "border",
+    timeout: Timeout = 10.0,
+    retries: Retries = 0,
+    distributor: Distributor = "multiprocessing",
+    shard_size: ShardSize = 10_000,
+    overwrite: Overwrite = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """CC3M captions and images (img2dataset) into datasets/cc3m-<split>/, with download coverage."""
+    from gill_eval.datasets.cc3m import prepare_cc3m
+    from gill_eval.datasets.output import print_summary
+
+    options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size)
+    print_summary(prepare_cc3m(tsv, split, options, retry=retry_failed, overwrite=overwrite), as_json)
+
+
+@app.command("vist")
+def prepare_vist_command(
+    sis: Annotated[str, typer.Option("--sis", help="<split>.story-in-sequence.json or SIS-with-labels.tar.gz (path or URL).")],
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "val",
+    retry_failed: RetryFailed = False,
+    processes: Processes = None,
+    threads: Threads = 64,
+    image_size: ImageSize = 512,
+    resize_mode: ResizeMode = "keep_ratio",
+    timeout: Timeout = 10.0,
+    retries: Retries = 0,
+    distributor: Distributor = "multiprocessing",
+    shard_size: ShardSize = 1000,
+    overwrite: Overwrite = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """VIST stories (one row per story) and their url_o photos into datasets/vist/ (val) or vist-<split>/, with coverage."""
+    from gill_eval.datasets.output import print_summary
+    from gill_eval.datasets.vist import prepare_vist
+
+    options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size)
+    print_summary(prepare_vist(sis, split, options, retry=retry_failed, overwrite=overwrite), as_json)
+
+
+@app.command("visdial")
+def prepare_visdial_command(
+    dialogs: Annotated[str, typer.Option("--dialogs", help="visdial_1.0_val.json (path or URL).")],
+    images: Annotated[Path, typer.Option("--images", help="VisualDialog_val2018.zip or its unpacked folder.")],
+    dense: Annotated[
+        Optional[str], typer.Option("--dense", help="visdial_1.0_val_dense_annotations.json, checked against the dialogs.")
+    ] = None,
+    shard_size: ShardSize = 1000,
+    overwrite: Overwrite = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """VisDial v1.0 dialogs (one row per dialog) and their images into datasets/visdial/."""
+    from gill_eval.datasets.output import print_summary
+    from gill_eval.datasets.visdial import prepare_visdial
+
+    print_summary(prepare_visdial(dialogs, str(images), dense, shard_size=shard_size, overwrite=overwrite), as_json)
+
+
+@app.command("coco")
+def prepare_coco_command(
+    captions: Annotated[str, typer.Option("--captions", help="captions_val2014.json (path or URL).")],
+    images: Annotated[Path, typer.Option("--images", help="val2014.zip or its unpacked folder.")],
+    num_captions: Annotated[int, typer.Option("--num-captions", help="Captions to draw for FID-30k.")] = 30_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the caption draw.")] = 0,
+    shard_size: ShardSize = 1000,
+    overwrite: Overwrite = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """A seeded COCO caption manifest and the full val2014 reference images into datasets/coco/."""
+    from gill_eval.datasets.coco import prepare_coco
+    from gill_eval.datasets.output import print_summary
+
+    summary = prepare_coco(captions, str(images), num_captions, seed, shard_size=shard_size, overwrite=overwrite)
+    print_summary(summary, as_json)
+
+
+@export_app.command("gill-layout")
+def export_gill_layout_command(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write datasets/ and data/ into.")],
+    split: Annotated[str, typer.Option("--split", help="train or val.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Prepared CC3M as the official GILL trainer reads it (cc3m_<split>.tsv with caption/image, image files)."""
+    from gill_eval.console import emit_json
+    from gill_eval.datasets.export import export_gill_layout
+
+    result = export_gill_layout(out_dir, split)
+    if as_json:
+        emit_json(result)
+        return
+    typer.echo(f"{result['rows']} rows -> {result['tsv']} ({result['skipped_without_image']} without image skipped)")
+    typer.echo(f"images in {result['image_dir']}")
+    if result["clip_embs_written"] is None:
+        typer.echo(f"clip_embs/*.npy not written: run `gill-eval features sd-text --dataset {result['dataset']}`, then export again")
+    typer.echo(f"train with: {result['trainer_flags']}")

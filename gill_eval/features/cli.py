@@ -1,12 +1,86 @@
-"""`gill-eval features ...`."""
+"""`gill-eval features clip|sd-text`: a thin layer over ``gill_eval.features``.
+
+Inputs are checked and weights loaded before anything is written, so a missing dataset or, offline, a
+missing weight fails with one line and leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Optional
 
 import typer
 
-from gill_eval._pending import not_yet
+from gill_eval.console import emit_json, info
 
-app = typer.Typer(help="features (not yet available).")
+app = typer.Typer(help="CLIP image features and SD text-encoder targets, resumable and shardable.",
+                  no_args_is_help=True)
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", help="Prepared dataset name (see `gill-eval prepare`).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Rows per model batch.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N (auto: GPU if present).")]
+PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32, fp16 or bf16 (default: fp16 "
+                                                                         "on GPU, fp32 on CPU).")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Process only part i of N (0-based), e.g. 0/4; "
+                                                                 "combined with torchrun/accelerate ranks.")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--num-workers", help="DataLoader decoding processes "
+                                                                         "(default: up to 8, one per core).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 
 
-@app.callback(invoke_without_command=True)
-def _pending() -> None:
-    not_yet("features")
+def _workers(value: int | None) -> int:
+    return value if value is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def _finish(summary: dict, as_json: bool) -> None:
+    if as_json:
+        emit_json(summary)
+    else:
+        state = "complete" if summary["complete"] else "partial (other shards pending)"
+        info(f"{summary['stage']} features for {summary['dataset']}: {summary['rows']} rows in "
+             f"{summary['units_run']} shard(s), {summary['failed']} failed, {state} -> {summary['out_dir']}")
+
+
+@app.command("clip")
+def clip(
+    dataset: DatasetOpt,
+    model: Annotated[str, typer.Option("--model", help="open_clip model name or model-config JSON.")] = "ViT-L-14",
+    pretrained: Annotated[str, typer.Option("--pretrained", help="open_clip tag (openai), weights file, or "
+                                                                 "open_clip folder.")] = "openai",
+    precision: PrecisionOpt = None,
+    batch_size: BatchOpt = 256,
+    device: DeviceOpt = "auto",
+    shard: ShardOpt = None,
+    num_workers: WorkersOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """CLIP image embeddings for every image of DATASET -> <data>/features/clip/DATASET/."""
+    from gill_eval.features.clip_image import ClipImageStage
+    from gill_eval.features.runner import default_precision, input_shards, resolve_device, run_stage
+
+    input_shards(ClipImageStage, dataset)
+    dev = resolve_device(device)
+    stage = ClipImageStage(model, pretrained, precision or default_precision(dev), dev)
+    _finish(run_stage(stage, dataset, batch_size, _workers(num_workers), shard), as_json)
+
+
+@app.command("sd-text")
+def sd_text(
+    dataset: DatasetOpt,
+    model: Annotated[str, typer.Option("--model", help="SD 1.5 hub id or a local diffusers folder.")] =
+    "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    precision: PrecisionOpt = None,
+    batch_size: BatchOpt = 512,
+    device: DeviceOpt = "auto",
+    shard: ShardOpt = None,
+    num_workers: Annotated[int, typer.Option("--num-workers", help="Tokenising processes.")] = 2,
+    as_json: JsonOpt = False,
+) -> None:
+    """SD 1.5 text-encoder targets (77x768 float16) for every caption of DATASET -> <data>/features/sd-text/."""
+    from gill_eval.features.runner import default_precision, input_shards, resolve_device, run_stage
+    from gill_eval.features.sd_text import SdTextStage
+
+    input_shards(SdTextStage, dataset)
+    dev = resolve_device(device)
+    stage = SdTextStage(model, precision or default_precision(dev), dev)
+    _finish(run_stage(stage, dataset, batch_size, num_workers, shard), as_json)

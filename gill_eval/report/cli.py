@@ -1,8 +1,38 @@
-"""`gill-eval report`."""
+"""`gill-eval report`: render the paper tables from result files."""
 
-from gill_eval._pending import not_yet
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gill_eval.bench.results import load_results, results_root
+from gill_eval.console import emit_json, info
+from gill_eval.errors import InputError
+from gill_eval.report.render import render_report
+from gill_eval.store import atomic_write_text
 
 
-def report() -> None:
-    """Render Markdown reports in the paper's layouts (not yet available)."""
-    not_yet("report")
+def report(
+    results: Annotated[Optional[Path], typer.Option("--results", help="Results folder (default: <data>/results).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the Markdown here (default: print it).")] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Row label that Δ columns compare against.")] = None,
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Folder for PNG plots (default: beside --out).")] = None,
+    title: Annotated[str, typer.Option("--title")] = "gill-eval report",
+    json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Render Markdown tables in the paper's layouts (Tables 1, 2, 3/4, 5, 8) with the published numbers."""
+    folder = results or results_root()
+    found = load_results(folder)
+    if not found:
+        raise InputError(f"{folder}: no result.json files; run a `gill-eval bench` command first")
+    plots_dir = plots if plots is not None else (out.parent if out is not None else None)
+    markdown, data = render_report(found, title=title, baseline=baseline, plots_dir=plots_dir)
+    if out is not None:
+        atomic_write_text(out, markdown)
+        info(f"report written to {out}")
+    if json:
+        emit_json(data)
+    elif out is None:
+        typer.echo(markdown)

@@ -1,0 +1,82 @@
+"""FID plumbing shared by ``coco-fid`` and ``cc3m-fid``: reference statistics and generated-image features.
+
+Reference statistics are computed once per (reference image-id manifest, resize mode, extractor, weights)
+and cached under the cache root (``metrics.fid``); generated-image features are written to an ``.npy``
+beside the generated images (memory-mapped on read), so a rescore or a bootstrap never re-runs Inception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gill_eval.bench.data import decode_image
+from gill_eval.bench.generation import read_generations
+from gill_eval.console import info, make_progress
+from gill_eval.metrics import fid as fidlib
+from gill_eval.store import WorkPlan, atomic_path
+
+CHUNK = 32
+
+
+def manifest_hash(dataset_hash: str, keys: Sequence[str]) -> str:
+    """Content hash of a reference image set: the prepared dataset's hash and the sorted image ids."""
+    digest = hashlib.sha256(dataset_hash.encode())
+    for key in sorted(keys):
+        digest.update(b"\0" + key.encode())
+    return digest.hexdigest()
+
+
+def reference_statistics(bench: Any, net: Any, weights_sha: str, device: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Cached or freshly computed (streaming) statistics of the benchmark's reference images."""
+    keys = sorted(bench.reference_keys())
+    key = fidlib.ReferenceKey(manifest_hash(bench.dataset.content_hash, keys), fidlib.RESIZE_MODE, fidlib.EXTRACTOR, weights_sha)
+    meta = {**key.__dict__, "cache_key": key.digest(), "n": len(keys)}
+    cached = fidlib.cached_reference(key)
+    if cached is not None:
+        info(f"FID reference statistics: cached ({key.digest()})")
+        return cached[0], {**meta, "cached": True}
+    running = fidlib.RunningStats()
+    with make_progress() as progress:
+        task = progress.add_task("FID reference statistics", total=len(keys))
+        for start in range(0, len(keys), CHUNK):
+            block = keys[start : start + CHUNK]
+            images = bench.dataset.images(block)
+            running.update(fidlib.extract_features(net, [images[k] for k in block], device, CHUNK))
+            progress.advance(task, len(block))
+    stats = running.statistics()
+    fidlib.store_reference(key, stats, running.n)
+    return stats, {**meta, "cached": False}
+
+
+def generated_features(plan: WorkPlan, net: Any, weights_sha: str, device: str) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Generation rows (without image bytes) and the Inception features of the successful ones, in row order."""
+    rows = list(read_generations(plan, columns=["example_id", "seed", "status", "error_message"]))
+    n_ok = sum(r["status"] == "success" for r in rows)
+    path = plan.out_dir / f"inception-{weights_sha[:12]}-{n_ok}.npy"
+    if path.is_file():
+        return rows, np.load(path, mmap_mode="r")
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_ok, fidlib.FEATURE_DIM))
+        filled = 0
+        batch: list[Any] = []
+        with make_progress() as progress:
+            task = progress.add_task("FID generated features", total=n_ok)
+            for row in read_generations(plan, columns=["example_id", "status", "image"]):
+                if row["status"] != "success":
+                    continue
+                batch.append(decode_image(row["image"], f"{plan.out_dir} {row['example_id']}"))
+                if len(batch) == CHUNK:
+                    out[filled : filled + CHUNK] = fidlib.extract_features(net, batch, device, CHUNK)
+                    filled += CHUNK
+                    progress.advance(task, CHUNK)
+                    batch = []
+            if batch:
+                out[filled : filled + len(batch)] = fidlib.extract_features(net, batch, device, CHUNK)
+                progress.advance(task, len(batch))
+        out.flush()
+        del out
+    return rows, np.load(path, mmap_mode="r")

@@ -1,0 +1,283 @@
+"""Image downloads through img2dataset: resumable runs, conversion to image shards, coverage, retries.
+
+img2dataset does the downloading (threads, processes or Spark, resizing, hashing). gill-eval gives it a
+Parquet URL list with its own stable key per row (``gkey``), lets it write Parquet shards into
+``download/raw/``, and converts each finished shard (img2dataset writes ``{shard}_stats.json`` last) into
+an ``images/`` shard with the common schema, sorted by key, the failure reason classified. Resume is
+img2dataset's ``incremental`` mode (same input, same shard size) plus the store's done markers for the
+conversion. ``retry_failed`` downloads the rows whose status is not 'success' again into
+``download/retry-NNN/`` and merges the new results in, so every key stays exactly once.
+
+Keys must be unique and sorted in the URL list: image shards are then sorted key ranges, which lets a
+retry merge stream through the shards in order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from gill_eval.console import info, track
+from gill_eval.datasets.archive import MAX_IMAGE_PIXELS
+from gill_eval.datasets.output import IMAGE_SCHEMA
+from gill_eval.errors import ConfigError, GillEvalError, InputError
+from gill_eval.store import UnitOfWork, WorkPlan, atomic_write_json, iter_batches, list_shards, write_shard
+from gill_eval.store.shards import shard_name
+
+RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
+DISTRIBUTORS = ("multiprocessing", "pyspark")
+KEY_COLUMN = "gkey"
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    """The img2dataset options users need; ``content()`` are those that change what the shards hold."""
+
+    processes: int = 1
+    threads: int = 64
+    image_size: int = 256
+    resize_mode: str = "border"
+    timeout: float = 10.0
+    retries: int = 0
+    distributor: str = "multiprocessing"
+    shard_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"--resize-mode {self.resize_mode!r}: choose one of {', '.join(RESIZE_MODES)}")
+        if self.distributor not in DISTRIBUTORS:
+            raise ConfigError(f"--distributor {self.distributor!r}: choose one of {', '.join(DISTRIBUTORS)}")
+        if self.distributor == "pyspark" and importlib.util.find_spec("pyspark") is None:
+            raise ConfigError("--distributor pyspark: pyspark is not installed (pip install pyspark)")
+        for name in ("processes", "threads", "image_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.timeout <= 0 or self.retries < 0:
+            raise ConfigError("--timeout must be positive and --retries non-negative")
+
+    def content(self) -> dict[str, Any]:
+        """Options that determine the shards' content (a resume must use the same ones)."""
+        return {"image_size": self.image_size, "resize_mode": self.resize_mode, "shard_size": self.shard_size}
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_HTTP = re.compile(r"http error (\d{3})")
+_FIXED_REASONS = (
+    ("timed out", "timeout"),
+    ("image decoding error", "decode_error"),
+    ("x-robots-tag", "disallowed_by_robots"),
+    ("image area too large", "too_many_pixels"),
+    ("image too small", "too_small"),
+    ("aspect ratio too large", "aspect_ratio"),
+    ("hash mismatch", "hash_mismatch"),
+    ("urlopen error", "connection_error"),
+    ("connection", "connection_error"),
+)
+
+
+def classify(status: str | None, error_message: str | None) -> str:
+    """img2dataset's status and error message as one failure reason ('success' when it worked)."""
+    if status == "success":
+        return "success"
+    message = (error_message or "").lower()
+    if match := _HTTP.search(message):
+        return f"http_{match.group(1)}"
+    for needle, reason in _FIXED_REASONS:
+        if needle in message:
+            return reason
+    return "resize_error" if status == "failed_to_resize" else "download_error"
+
+
+def _stats_path(raw: Path, index: int) -> Path:
+    return raw / f"{index:05d}_stats.json"
+
+
+def _run_img2dataset(input_path: Path, raw: Path, n_shards: int, options: DownloadOptions) -> None:
+    if all(_stats_path(raw, i).is_file() for i in range(n_shards)):
+        return
+    done = sum(_stats_path(raw, i).is_file() for i in range(n_shards))
+    info(f"img2dataset: {n_shards - done} of {n_shards} shard(s) to download into {raw}")
+    kwargs = {
+        "url_list": str(input_path),
+        "input_format": "parquet",
+        "url_col": "url",
+        "save_additional_columns": [KEY_COLUMN],
+        "output_format": "parquet",
+        "output_folder": str(raw),
+        "processes_count": options.processes,
+        "thread_count": options.threads,
+        "image_size": options.image_size,
+        "resize_mode": options.resize_mode,
+        "timeout": options.timeout,  # urllib takes float seconds
+        "retries": options.retries,
+        "distributor": options.distributor,
+        "number_sample_per_shard": options.shard_size,
+        "incremental_mode": "incremental",
+        "max_image_area": MAX_IMAGE_PIXELS,
+        "extract_exif": False,
+        "compute_hash": "sha256",
+        "enable_wandb": False,
+    }
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # albumentations would check PyPI on import
+    command = [sys.executable, "-m", "gill_eval.datasets.img2dataset_run", json.dumps(kwargs)]
+    # img2dataset prints progress on stdout: send it to stderr, stdout is the command's result (--json)
+    returncode = subprocess.run(command, stdout=2, env=env, check=False).returncode
+    if returncode != 0:
+        raise GillEvalError(f"{raw}: img2dataset exited with status {returncode} (see its messages above)")
+    missing = [i for i in range(n_shards) if not _stats_path(raw, i).is_file()]
+    if missing:
+        raise GillEvalError(
+            f"{raw}: img2dataset did not finish {len(missing)} of {n_shards} shard(s) (see its messages above); "
+            "rerun the same command to resume"
+        )
+
+
+def _to_image_table(raw_table: pa.Table) -> pa.Table:
+    statuses = raw_table.column("status").to_pylist()
+    messages = raw_table.column("error_message").to_pylist()
+    table = pa.table(
+        {
+            "key": raw_table.column(KEY_COLUMN).cast(pa.string()),
+            "image": raw_table.column("jpg"),
+            "status": pa.array([classify(s, m) for s, m in zip(statuses, messages)], pa.string()),
+            "error_message": raw_table.column("error_message"),
+            "width": raw_table.column("width"),
+            "height": raw_table.column("height"),
+            "original_width": raw_table.column("original_width"),
+            "original_height": raw_table.column("original_height"),
+            "sha256": raw_table.column("sha256"),
+            "url": raw_table.column("url"),
+        },
+        schema=IMAGE_SCHEMA,
+    )
+    return table.sort_by("key")
+
+
+def _convert(raw: Path, images_dir: Path, n_shards: int) -> None:
+    plan = WorkPlan(images_dir, [UnitOfWork(f"{i:05d}", i) for i in range(n_shards)])
+    for unit in track(plan.pending(), "converting image shards"):
+        source = raw / shard_name(unit.index)
+        if not source.is_file():
+            raise InputError(f"{source}: missing although its _stats.json exists; pass --overwrite to start again")
+        stats = json.loads(_stats_path(raw, unit.index).read_text(encoding="utf-8"))
+        table = _to_image_table(pq.read_table(source))
+        if table.num_rows != stats["count"]:
+            raise InputError(f"{source}: {table.num_rows} rows but its stats say {stats['count']}; pass --overwrite")
+        write_shard(table, images_dir / shard_name(unit.index))
+        plan.mark_done(unit, {"rows": table.num_rows})
+    for index in range(n_shards):  # converted: the raw copy of the bytes is no longer needed
+        (raw / shard_name(index)).unlink(missing_ok=True)
+
+
+def download_images(urls: pa.Table, work_dir: Path, images_dir: Path, options: DownloadOptions) -> None:
+    """Download ``urls`` (columns ``key``, ``url``) into ``images_dir``; resumes whatever is unfinished."""
+    keys = urls.column("key")
+    if urls.num_rows > 1:
+        if not pc.all(pc.less(keys.slice(0, urls.num_rows - 1), keys.slice(1))).as_py():
+            raise ValueError("download keys must be unique and sorted")
+    n_shards = -(-urls.num_rows // options.shard_size)
+    if n_shards == 0:
+        return
+    input_path = work_dir / "input.parquet"
+    if not input_path.is_file():
+        write_shard(pa.table({KEY_COLUMN: keys, "url": urls.column("url")}), input_path)
+    raw = work_dir / "raw"
+    _run_img2dataset(input_path, raw, n_shards, options)
+    _convert(raw, images_dir, n_shards)
+
+
+def _failed_rows(images_dir: Path) -> pa.Table:
+    keys: list[str] = []
+    urls: list[str] = []
+    for batch in iter_batches(images_dir, columns=["key", "status", "url"]):
+        for key, status, url in zip(*(c.to_pylist() for c in batch.columns)):
+            if status != "success" and url is not None:
+                keys.append(key)
+                urls.append(url)
+    return pa.table({"key": pa.array(keys, pa.string()), "url": pa.array(urls, pa.string())})
+
+
+def _iter_retry_rows(retry_images: Path) -> Iterator[pa.Table]:
+    for path in list_shards(retry_images):
+        yield pq.read_table(path)
+
+
+def _merge(images_dir: Path, retry_images: Path, attempt_dir: Path) -> int:
+    """Replace the retried rows of each image shard by their new result; returns rows now 'success'."""
+    shards = list_shards(images_dir)
+    plan = WorkPlan(attempt_dir / "merge", [UnitOfWork(p.stem, i) for i, p in enumerate(shards)])
+    pending = {u.uid for u in plan.pending()}
+    retry_tables = _iter_retry_rows(retry_images)
+    buffer = IMAGE_SCHEMA.empty_table()
+    recovered = 0
+    for unit, path in zip(plan.units, track(shards, "merging retried rows")):
+        main = pq.read_table(path)
+        last_key = main.column("key")[-1].as_py() if main.num_rows else ""
+        while True:  # pull retry rows up to this shard's last key (both sides are sorted by key)
+            if buffer.num_rows and buffer.column("key")[-1].as_py() > last_key:
+                break
+            nxt = next(retry_tables, None)
+            if nxt is None:
+                break
+            buffer = pa.concat_tables([buffer, nxt])
+        mine_mask = pc.less_equal(buffer.column("key"), last_key)
+        mine, buffer = buffer.filter(mine_mask), buffer.filter(pc.invert(mine_mask))
+        recovered += pc.sum(pc.equal(mine.column("status"), "success")).as_py() or 0
+        if unit.uid not in pending or mine.num_rows == 0:
+            continue
+        replaced = pc.is_in(main.column("key"), value_set=mine.column("key"))
+        merged = pa.concat_tables([main.filter(pc.invert(replaced)), mine]).sort_by("key")
+        if merged.num_rows != main.num_rows or pc.sum(replaced).as_py() != mine.num_rows:
+            raise InputError(f"{path}: retried rows do not match this shard's keys; pass --overwrite to start again")
+        write_shard(merged, path)
+        plan.mark_done(unit, {"replaced": mine.num_rows})
+    if buffer.num_rows:
+        raise InputError(f"{retry_images}: {buffer.num_rows} retried row(s) have no place in {images_dir}")
+    return recovered
+
+
+def retry_failed(work_dir: Path, images_dir: Path, options: DownloadOptions) -> dict[str, Any]:
+    """Download every row whose status is not 'success' again and merge the results in.
+
+    Each attempt lives in ``download/retry-NNN/``; an interrupted attempt is resumed by the next call.
+    """
+    attempts = sorted(p for p in work_dir.glob("retry-*") if p.is_dir())
+    unfinished = attempts and not (attempts[-1] / "_complete.json").is_file()
+    if unfinished and (attempts[-1] / "input.parquet").is_file():
+        attempt = attempts[-1]
+        failed = pq.read_table(attempt / "input.parquet").rename_columns(["key", "url"])
+    else:
+        attempt = attempts[-1] if unfinished else work_dir / f"retry-{len(attempts) + 1:03d}"
+        failed = _failed_rows(images_dir)
+        if failed.num_rows == 0:
+            return {"attempt": None, "retried": 0, "recovered": 0}
+    info(f"retrying {failed.num_rows} failed download(s) in {attempt}")
+    download_images(failed, attempt, attempt / "images", options)
+    recovered = _merge(images_dir, attempt / "images", attempt)
+    summary = {"attempt": attempt.name, "retried": failed.num_rows, "recovered": recovered}
+    atomic_write_json(attempt / "_complete.json", summary)
+    for path in list_shards(attempt / "images"):  # merged: drop the second copy of the bytes
+        path.unlink()
+    return summary
+
+
+def retry_history(work_dir: Path) -> list[dict[str, Any]]:
+    """The summaries of the completed retry attempts, oldest first (for the manifest)."""
+    out = []
+    for marker in sorted(work_dir.glob("retry-*/_complete.json")):
+        out.append(json.loads(marker.read_text(encoding="utf-8")))
+    return out

@@ -1,0 +1,171 @@
+"""`gill-eval prepare vist`: VIST story-in-sequence JSON into one row per story, photos via img2dataset.
+
+Format facts (datasets.md section 1): ``annotations`` is a list of one-element lists; every id is a
+string and ``worker_arranged_photo_order`` the only integer; rows are grouped by ``story_id`` in file
+order, as GILL and FROMAGe do. A story that is not exactly 5 rows long or whose order field is not
+0..4 in file order is not an example: it is counted in the manifest and listed in
+``rejected_stories.json``, never dropped silently. Photos are keyed by Flickr photo id and downloaded
+from ``url_o``; photos without ``url_o`` are counted. Examples are keyed by story id (the same photo
+ends several stories, so results must never be keyed by photo).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from gill_eval.datasets.archive import read_tar_member
+from gill_eval.datasets.download import DownloadOptions, download_images, retry_failed, retry_history
+from gill_eval.datasets.output import PreparedDataset, coverage, image_statuses
+from gill_eval.datasets.sources import load_json, require, resolve_source
+from gill_eval.errors import ConfigError, InputError
+from gill_eval.store import Manifest, atomic_write_json, data_root
+
+SPLITS = ("train", "val", "test")
+STORY_LENGTH = 5
+DEFAULT_OPTIONS = DownloadOptions(image_size=512, resize_mode="keep_ratio", shard_size=1000)
+"""url_o is the Flickr original (often several MB): keep the aspect ratio, smaller side 512 pixels."""
+
+
+def dataset_name(split: str) -> str:
+    """``vist`` for the evaluation split (val, what the benchmarks read), ``vist-train``/``vist-test`` otherwise."""
+    if split not in SPLITS:
+        raise ConfigError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+    return "vist" if split == "val" else f"vist-{split}"
+
+
+@dataclass
+class SisFile:
+    """What the SIS file says: accepted stories, rejected ones with reasons, and each photo's url_o."""
+
+    stories: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    photo_urls: dict[str, str | None] = field(default_factory=dict)
+    referenced: list[str] = field(default_factory=list)
+
+
+_FIELDS = {
+    "story_id": str,
+    "album_id": str,
+    "photo_flickr_id": str,
+    "worker_arranged_photo_order": int,
+    "text": str,
+    "original_text": str,
+}
+
+
+def parse_sis(path: Path, data: Any) -> SisFile:
+    """Check and group the SIS JSON (already loaded); errors name the file and the annotation index."""
+    annotations = require(data, "annotations", list, str(path))
+    images = require(data, "images", list, str(path))
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for i, entry in enumerate(annotations):
+        where = f"{path}: annotations[{i}]"
+        if not isinstance(entry, list) or len(entry) != 1:
+            raise InputError(f"{where}: expected a one-element list, got {type(entry).__name__} of length "
+                             f"{len(entry) if isinstance(entry, list) else '-'}")
+        row = {key: require(entry[0], key, kind, where + "[0]") for key, kind in _FIELDS.items()}
+        groups[row["story_id"]].append(row)
+    parsed = SisFile()
+    for i, image in enumerate(images):
+        photo = require(image, "id", str, f"{path}: images[{i}]")
+        url = image.get("url_o")
+        parsed.photo_urls[photo] = url if isinstance(url, str) and url else None
+    seen: set[str] = set()
+    for story_id, rows in groups.items():  # dicts keep first-appearance (file) order
+        for row in rows:
+            if row["photo_flickr_id"] not in seen:
+                seen.add(row["photo_flickr_id"])
+                parsed.referenced.append(row["photo_flickr_id"])
+        order = [r["worker_arranged_photo_order"] for r in rows]
+        reason = None
+        if len(rows) != STORY_LENGTH:
+            reason = f"has {len(rows)} rows, expected {STORY_LENGTH}"
+        elif order != list(range(STORY_LENGTH)):
+            reason = f"order field in file order is {order}, expected [0, 1, 2, 3, 4]"
+        elif len({r["album_id"] for r in rows}) != 1:
+            reason = "rows come from more than one album"
+        if reason is not None:
+            parsed.rejected.append({"story_id": story_id, "reason": reason})
+            continue
+        parsed.stories.append({
+            "key": story_id,
+            "story_id": story_id,
+            "album_id": rows[0]["album_id"],
+            "photo_ids": [r["photo_flickr_id"] for r in rows],
+            "texts": [r["text"] for r in rows],
+            "original_texts": [r["original_text"] for r in rows],
+        })
+    return parsed
+
+
+EXAMPLE_SCHEMA = pa.schema([
+    ("key", pa.string()), ("story_id", pa.string()), ("album_id", pa.string()),
+    ("photo_ids", pa.list_(pa.string())), ("texts", pa.list_(pa.string())),
+    ("original_texts", pa.list_(pa.string())),
+])
+
+
+def load_sis(path: Path, split: str) -> Any:
+    """The SIS JSON from the file itself or from the released ``SIS-with-labels.tar.gz`` (not extracted)."""
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        member = f"sis/{split}.story-in-sequence.json"
+        return load_json(path / member, read_tar_member(path, member))
+    return load_json(path)
+
+
+def story_coverage(stories: list[dict[str, Any]], status: dict[str, str]) -> dict[str, int]:
+    """Stories with all 5 photos usable, with the first 4 only (target missing), with context missing."""
+    counts = {"all_5_images": 0, "first_4_only": 0, "context_image_missing": 0}
+    for story in stories:
+        ok = [status.get(p) == "success" for p in story["photo_ids"]]
+        if all(ok):
+            counts["all_5_images"] += 1
+        elif all(ok[:-1]):
+            counts["first_4_only"] += 1
+        else:
+            counts["context_image_missing"] += 1
+    return counts
+
+
+def prepare_vist(
+    sis: str, split: str, options: DownloadOptions, retry: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
+    """Parse the SIS file, write one row per story, download the referenced photos, record coverage."""
+    name = dataset_name(split)
+    source = resolve_source(sis, data_root() / "sources" / "vist")
+    parsed = parse_sis(source.path, load_sis(source.path, split))
+    if not parsed.stories:
+        raise InputError(f"{source.path}: no complete 5-photo story ({len(parsed.rejected)} rejected)")
+    prepared = PreparedDataset.open(name, {"sources": {"sis": source.sha256}, "options": options.content()}, overwrite)
+    atomic_write_json(prepared.dir / "rejected_stories.json", parsed.rejected)
+    prepared.write_examples(pa.Table.from_pylist(parsed.stories, schema=EXAMPLE_SCHEMA), 10_000)
+    with_url = sorted(p for p in parsed.referenced if parsed.photo_urls.get(p))
+    urls = pa.table({"key": pa.array(with_url, pa.string()),
+                     "url": pa.array([parsed.photo_urls[p] for p in with_url], pa.string())})
+    download_images(urls, prepared.work_dir, prepared.images_dir, options)
+    if retry:
+        retry_failed(prepared.work_dir, prepared.images_dir, options)
+    images = coverage(prepared.images_dir, len(with_url))
+    status = dict(image_statuses(prepared.images_dir))
+    counts = {
+        "examples": len(parsed.stories),
+        "stories_rejected": len(parsed.rejected),
+        "stories": story_coverage(parsed.stories, status),
+        "photos_referenced": len(parsed.referenced),
+        "photos_without_url_o": len(parsed.referenced) - len(with_url),
+        "images": images,
+        "retries": retry_history(prepared.work_dir),
+    }
+    manifest = Manifest(dataset=name, options={"split": split, **options.record()}, counts=counts)
+    manifest.sources.append(source.record())
+    prepared.finish(manifest)
+    details = {"stories": counts["stories"], "stories rejected": len(parsed.rejected),
+               "photos without url_o": counts["photos_without_url_o"]}
+    if parsed.rejected:
+        details["first rejected"] = parsed.rejected[:3]
+    return {"dataset": name, "dir": str(prepared.dir), **counts, "rejected": parsed.rejected, "details": details}

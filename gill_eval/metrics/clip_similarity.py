@@ -1,0 +1,71 @@
+"""CLIP image-image similarity (GILL Tables 1-2): cosine of the two images' CLIP ViT-L/14 embeddings.
+
+The network and its eval transform come from open_clip. Embeddings are computed in fixed-size chunks
+(``batch_size``) in the order given, and normalised in fp32, so a score never depends on how the caller
+grouped the images into calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class ClipImageEmbedder:
+    """An open_clip model's image tower with its preprocessing transform."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocess: Callable[[Image.Image], torch.Tensor],
+        device: str = "cpu",
+        precision: str = "fp32",
+        batch_size: int = 32,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        self.model = model.to(device).eval()
+        self.preprocess = preprocess
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """L2-normalised float32 embeddings, shape (N, D)."""
+        chunks = []
+        for start in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images[start : start + self.batch_size]])
+            batch = batch.to(self.device)
+            # Autocast (not half weights) keeps the fp32 model usable for both precisions; the cosine
+            # is normalised in fp32 either way (metrics.md: >= 0.9999 agreement on random weights).
+            with torch.autocast(
+                device_type=torch.device(self.device).type,
+                dtype=PRECISIONS[self.precision],
+                enabled=self.precision != "fp32",
+            ):
+                feats = self.model.encode_image(batch)
+            feats = feats.float()
+            chunks.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
+        if not chunks:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two arrays of unit vectors (float64 sums for a stable last digit)."""
+    return np.einsum("ij,ij->i", a.astype(np.float64), b.astype(np.float64))
+
+
+def clip_similarity(
+    embedder: ClipImageEmbedder, generated: Sequence[Image.Image], reference: Sequence[Image.Image]
+) -> np.ndarray:
+    """Per-pair CLIP similarity between ``generated[i]`` and ``reference[i]``."""
+    if len(generated) != len(reference):
+        raise ValueError(f"{len(generated)} generated images but {len(reference)} references")
+    return cosine_rows(embedder.embed(generated), embedder.embed(reference))

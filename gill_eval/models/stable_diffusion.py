@@ -1,0 +1,168 @@
+"""Stable Diffusion 1.5 through diffusers' own ``StableDiffusionPipeline`` (the paper's text-only baseline).
+
+Why the pipeline object and not a re-implementation: SD is the reference every other model is compared
+with, so it must be exactly what users get from diffusers. gill-eval only adds what a benchmark needs:
+one CPU generator per (seed, example) (a batch equals single calls), named presets for GILL's two
+protocols, and a count of contexts whose text was cut at CLIP's 77 tokens.
+
+Multi-caption contexts are the captions joined with a space (``base.join_captions``); contexts that hold
+images raise ``CapabilityError`` (SD is text-only; the paper's tables show "-").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal, Optional
+
+from PIL import Image
+
+from gill_eval.errors import ConfigError
+from gill_eval.models.base import (
+    GENERATE,
+    Context,
+    Model,
+    cpu_generator,
+    join_captions,
+    option,
+    resolve_device,
+    truncation_stats,
+    weights_fingerprint,
+)
+
+SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+#: preset -> (guidance, steps, scheduler). "gill": GILL's generation defaults (Tables 1-2, PNDM as in its
+#: evaluation code); "fid": GILL Table 8's protocol (classifier-free guidance 3.0, 250 DDIM steps).
+PRESETS: dict[str, tuple[float, int, str]] = {"gill": (7.5, 50, "pndm"), "fid": (3.0, 250, "ddim")}
+SCHEDULERS = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler"}
+
+
+@dataclasses.dataclass
+class SDOptions:
+    """Options of ``sd``. ``guidance``, ``steps`` and ``scheduler`` default to the preset's values."""
+
+    weights: Optional[str] = option(None, "hub id, registered weight name or local diffusers folder (default: SD 1.5)")
+    preset: Literal["gill", "fid"] = option("gill", "gill: guidance 7.5, 50 PNDM steps; fid: 3.0, 250 DDIM steps")
+    guidance: Optional[float] = option(None, "classifier-free guidance scale (default: the preset's)")
+    steps: Optional[int] = option(None, "denoising steps (default: the preset's)")
+    scheduler: Optional[Literal["pndm", "ddim"]] = option(None, "sampler (default: the preset's)")
+    height: int = option(512, "image height in pixels (multiple of 8)")
+    width: int = option(512, "image width in pixels (multiple of 8)")
+    dtype: Optional[Literal["fp16", "fp32", "bf16"]] = option(None, "weights dtype (default: fp16 on GPU, fp32 on CPU)")
+    device: Optional[str] = option(None, "torch device (default: cuda if available, else cpu)", runtime=True)
+    batch_size: int = option(8, "images per pipeline call (results do not depend on it)", runtime=True)
+
+    def __post_init__(self) -> None:
+        guidance, steps, scheduler = PRESETS[self.preset]
+        self.guidance = guidance if self.guidance is None else self.guidance
+        self.steps = steps if self.steps is None else self.steps
+        self.scheduler = scheduler if self.scheduler is None else self.scheduler
+        if self.steps < 1:
+            raise ConfigError(f"option steps={self.steps}: must be at least 1")
+        if self.guidance < 0:
+            raise ConfigError(f"option guidance={self.guidance}: must be >= 0")
+        for key in ("height", "width"):
+            if getattr(self, key) < 8 or getattr(self, key) % 8:
+                raise ConfigError(f"option {key}={getattr(self, key)}: must be a positive multiple of 8")
+        if self.batch_size < 1:
+            raise ConfigError(f"option batch_size={self.batch_size}: must be at least 1")
+
+
+@dataclasses.dataclass
+class TinySDOptions(SDOptions):
+    """Options of ``tiny-sd``: the same knobs, at the tiny pipeline's 64x64."""
+
+    weights: Optional[str] = option(None, "local diffusers folder (default: the tiny random SD built on first use)")
+    height: int = option(64, "image height in pixels (multiple of 8)")
+    width: int = option(64, "image width in pixels (multiple of 8)")
+
+
+class StableDiffusionModel(Model):
+    """Stable Diffusion 1.5 (diffusers), text-only generation."""
+
+    name = "sd"
+    capabilities = frozenset({GENERATE})
+    Options = SDOptions
+    description = "Stable Diffusion 1.5 via diffusers (text only; fp16 on GPU); presets gill and fid"
+
+    def __init__(self, options: SDOptions | None = None, pipeline: Any | None = None) -> None:
+        """Load the pipeline named by ``options.weights``, or wrap ``pipeline``, an already built
+        ``StableDiffusionPipeline`` (benchmarks compare against diffusers on the very same object); its
+        scheduler is replaced by the options' one if it differs, so the options always say what runs."""
+        super().__init__(options)
+        self.device = resolve_device(self.options.device)
+        if self.options.dtype is None:
+            self.options.dtype = "fp16" if self.device.type == "cuda" else "fp32"
+        self._hashes: dict[str, str] | None = None
+        self.source: str | None = None
+        if pipeline is not None:
+            import diffusers
+
+            scheduler_cls = getattr(diffusers, SCHEDULERS[self.options.scheduler])
+            if type(pipeline.scheduler) is not scheduler_cls:
+                pipeline.scheduler = scheduler_cls.from_config(pipeline.scheduler.config)
+            self.pipe = pipeline
+            return
+        from gill_eval.models import weights
+
+        self.source = self._default_weights() if self.options.weights is None else self.options.weights
+        self.pipe = weights.load_sd_pipeline(
+            self.source, device=self.device, dtype=self.options.dtype, scheduler=SCHEDULERS[self.options.scheduler]
+        )
+
+    def _default_weights(self) -> str:
+        return SD15_ID
+
+    def weight_hashes(self) -> dict[str, str]:
+        if self._hashes is None:
+            digest = "in-memory" if self.source is None else weights_fingerprint(self.source, registered_as="sd15")
+            self._hashes = {"sd": digest}
+        return self._hashes
+
+    def prompts(self, contexts: Sequence[Context]) -> list[str]:
+        """The text SD sees for each context (captions joined with a space)."""
+        return [join_captions(context) for context in contexts]
+
+    def truncated(self, prompts: Sequence[str]) -> list[bool]:
+        """Whether each prompt exceeds the CLIP tokenizer's limit (77 with start and end tokens)."""
+        tokenizer = self.pipe.tokenizer
+        ids = tokenizer(list(prompts), truncation=False, verbose=False)["input_ids"]
+        return [len(seq) > tokenizer.model_max_length for seq in ids]
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        """The settings passed to every pipeline call (benchmarks reuse them for the bare-diffusers loop)."""
+        return {
+            "guidance_scale": self.options.guidance,
+            "num_inference_steps": self.options.steps,
+            "height": self.options.height,
+            "width": self.options.width,
+        }
+
+    def generate(self, contexts: Sequence[Context], seeds: Sequence[int]) -> list[Image.Image]:
+        self.check_generate_args(contexts, seeds)
+        prompts = self.prompts(contexts)
+        size = self.options.batch_size
+        images: list[Image.Image] = []
+        nsfw = 0
+        for start in range(0, len(prompts), size):
+            chunk = prompts[start : start + size]
+            generators = [cpu_generator(seed) for seed in seeds[start : start + size]]
+            out = self.pipe(prompt=chunk, generator=generators, output_type="pil", **self.pipeline_kwargs())
+            images.extend(out.images)
+            nsfw += sum(bool(flag) for flag in (out.nsfw_content_detected or []))
+        self.last_run_stats = {**truncation_stats(self.truncated(prompts)), "nsfw_flagged": nsfw}
+        return images
+
+
+class TinyStableDiffusionModel(StableDiffusionModel):
+    """The tiny random SD pipeline (same code path, meaningless images): for tests and the quickstart."""
+
+    name = "tiny-sd"
+    Options = TinySDOptions
+    description = "tiny random-weight SD pipeline (64x64) for tests and the quickstart; not a real model"
+
+    def _default_weights(self) -> str:
+        from gill_eval.models.tiny import tiny_sd_dir
+
+        return str(tiny_sd_dir())

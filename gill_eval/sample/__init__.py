@@ -1,0 +1,1 @@
+"""The small sample bundled with gill-eval: real-format annotation files plus synthetic images."""

@@ -1,0 +1,47 @@
+"""The prepare part of `gill-eval quickstart`: the bundled sample through the real prepare code, offline."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+
+from gill_eval.quickstart import STEPS, run_quickstart
+from gill_eval.sample.make import PORT_TOKEN
+
+
+def test_sample_prepares_with_the_designed_coverage(tmp_path):
+    root = tmp_path / "quickstart"
+    results = run_quickstart(root, [s for s in STEPS if s[0].startswith("prepare ")])
+    cc3m = results["prepare cc3m"]
+    assert (cc3m["train"]["examples"], cc3m["train"]["images"]["success"]) == (11, 10)
+    assert cc3m["train"]["images"]["failed_by_reason"] == {"http_404": 1}
+    assert (cc3m["val"]["examples"], cc3m["val"]["images"]["success"]) == (3, 2)
+    vist = results["prepare vist"]
+    assert vist["examples"] == 5 and vist["photos_referenced"] == 15 and vist["photos_without_url_o"] == 1
+    assert vist["images"] == {"total": 14, "success": 13, "failed": 1, "failed_by_reason": {"http_404": 1}}
+    assert vist["stories"] == {"all_5_images": 3, "first_4_only": 1, "context_image_missing": 1}
+    assert results["prepare visdial"]["images"]["success"] == 3
+    coco = results["prepare coco"]
+    assert coco["examples"] == 10 and coco["reference_images"]["success"] == 4
+    parti = results["prepare partiprompts"]  # downloaded from the loopback server, pinned sha256 checked
+    assert parti["decisions"] == {"gen": 592, "ret": 319, "same": 721}
+    for name in ("cc3m-train", "cc3m-val", "vist", "visdial", "coco", "partiprompts"):
+        assert (root / "datasets" / name / "manifest.json").is_file()
+    urls = pq.read_table(root / "datasets" / "cc3m-train" / "examples" / "00000.parquet").column("url").to_pylist()
+    assert all(u.startswith("http://127.0.0.1:") and PORT_TOKEN not in u for u in urls)
+
+
+def test_bundled_files_are_in_the_real_formats():
+    from importlib import resources
+
+    files = resources.files("gill_eval.sample") / "files"
+    sis = json.loads((files / "vist" / "val.story-in-sequence.json").read_text(encoding="utf-8"))
+    assert all(isinstance(a, list) and len(a) == 1 for a in sis["annotations"])
+    assert all(isinstance(a[0][k], str) for a in sis["annotations"] for k in ("story_id", "photo_flickr_id", "album_id"))
+    assert all(isinstance(a[0]["worker_arranged_photo_order"], int) for a in sis["annotations"])
+    assert any("url_o" not in image for image in sis["images"])
+    visdial = json.loads((files / "visdial" / "visdial_1.0_val.json").read_text(encoding="utf-8"))
+    assert not any(q.endswith("?") for q in visdial["data"]["questions"])
+    first = (files / "cc3m" / "train.tsv").read_text(encoding="utf-8").splitlines()[0].split("\t")
+    assert len(first) == 2 and first[1].startswith("http://127.0.0.1:") and first[0] != "caption"
