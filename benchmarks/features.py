@@ -9,8 +9,10 @@ For each stage (CLIP image features, SD text-encoder targets), on the same gener
 * ``raw``: the same network object as ``pipeline`` on pre-made tensors already on the device, no I/O: the
   limit the pipeline can reach.
 
-Each of ``pipeline`` and ``naive`` runs in its own process, so peak RSS belongs to one method (the
-largest DataLoader worker's peak is reported separately). ``raw`` runs after ``pipeline`` in its process.
+Each of ``pipeline`` and ``naive`` runs in its own process, so its memory belongs to one method:
+``peak_rss_mb`` is the main process's peak RSS (``VmHWM``), ``peak_total_pss_mb`` the sampled peak of the
+main process plus its DataLoader workers (PSS, shared pages not double-counted). ``raw`` runs after
+``pipeline`` in the same process.
 All weights are random (nothing is downloaded). CPU default: small models at the real input sizes
 (224x224 crops, 77 tokens). ``--real-size``: open_clip ViT-L-14 (QuickGELU) and SD 1.5's text encoder
 config (hidden 768, 12 layers, 12 heads, MLP 3072, vocab 49408).
@@ -33,6 +35,7 @@ import platform
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -140,13 +143,56 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # not Linux
 
 
-def _rss(workers: bool) -> dict[str, float]:
-    """Peak RSS of this process and, with ``workers``, of the largest exited DataLoader worker (its figure
-    counts pages it shares with the main process since the fork)."""
-    out = {"peak_rss_mb": _peak_rss_mb()}
-    if workers:
-        out["peak_rss_worker_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-    return out
+def _pss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return kids
+
+
+class _PssSampler:
+    """Peak of (this process + its DataLoader workers) proportional set size, sampled every 250 ms.
+
+    PSS splits pages shared since the fork between the processes, so the sum is not double-counted
+    (per-process RSS of forked workers would count torch's libraries once per worker)."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, sum(_pss_mb(p) for p in [me, *_children(me)]))
+
+    def __enter__(self) -> _PssSampler:
+        if os.path.exists("/proc/self/smaps_rollup"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def _rss(sampler: _PssSampler) -> dict[str, float]:
+    return {"peak_rss_mb": _peak_rss_mb(), "peak_total_pss_mb": round(sampler.peak, 1)}
 
 
 def _rate(items: int, seconds: float) -> dict[str, Any]:
@@ -170,10 +216,12 @@ def _pipeline_and_raw(cfg: dict[str, Any]) -> dict[str, Any]:
     stage = _stage(cfg)
     run_stage(stage, "warm", cfg["batch_size"], cfg["workers"])  # CUDA context, kernels, allocator
     _sync(device)
-    start = time.perf_counter()
-    summary = run_stage(stage, "bench", cfg["batch_size"], cfg["workers"])
-    _sync(device)
-    pipeline = {**_rate(summary["rows"], time.perf_counter() - start), **_rss(cfg["workers"] > 0),
+    with _PssSampler() as sampler:
+        start = time.perf_counter()
+        summary = run_stage(stage, "bench", cfg["batch_size"], cfg["workers"])
+        _sync(device)
+        seconds = time.perf_counter() - start
+    pipeline = {**_rate(summary["rows"], seconds), **_rss(sampler),
                 "batch_size": cfg["batch_size"], "num_workers": cfg["workers"], "precision": cfg["precision"]}
 
     b = cfg["batch_size"]
@@ -223,7 +271,7 @@ def _naive(cfg: dict[str, Any]) -> dict[str, Any]:
                             return_tensors="pt").input_ids.to(device)
             return encoder(ids)[0][0].to(torch.float16).cpu().numpy()
 
-    with torch.inference_mode():
+    with torch.inference_mode(), _PssSampler() as sampler:
         for _, row in zip(range(3), rows):  # warm-up (these items are not timed or counted)
             one(row)
         _sync(device)
@@ -235,7 +283,8 @@ def _naive(cfg: dict[str, Any]) -> dict[str, Any]:
             if count == n:
                 break
         _sync(device)
-    return {"naive": {**_rate(count, time.perf_counter() - start), **_rss(False), "batch_size": 1,
+        seconds = time.perf_counter() - start
+    return {"naive": {**_rate(count, seconds), **_rss(sampler), "batch_size": 1,
                       "precision": "fp32"}}
 
 
@@ -294,8 +343,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ["GILL_EVAL_CACHE"] = str(workdir / "cache")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
+    clip_batch = args.clip_batch or (512 if gpu else 64)
+    text_batch = args.text_batch or (1024 if gpu else 128)
     _make_dataset("bench", n_img, n_cap, args.image_size, rows_per_shard=1024 if gpu else 128)
-    _make_dataset("warm", 64, 256, args.image_size, rows_per_shard=64)
+    # One full batch of each, so the timed run reuses the kernels and buffers of its batch shape.
+    _make_dataset("warm", clip_batch, text_batch, args.image_size, rows_per_shard=max(clip_batch, text_batch))
     clip_cfg_path = workdir / "bench-small-clip.json"
     clip_cfg_path.write_text(json.dumps(SMALL_CLIP))
     clip_model = "ViT-L-14-quickgelu" if args.real_size else str(clip_cfg_path)
@@ -315,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg = {
             "stage": stage, "device": args.device, "precision": precision, "clip_model": clip_model,
             "sd_model": sd_model, "items": n_img if clip else n_cap, "naive_items": n_naive, "crop": 224,
-            "batch_size": (args.clip_batch or (512 if gpu else 64)) if clip else (args.text_batch or (1024 if gpu else 128)),
+            "batch_size": clip_batch if clip else text_batch,
             "workers": (args.workers or (max(1, min(14, cpus - 2)) if gpu else 1)) if clip
             else (args.text_workers or (2 if gpu else 1)),
             "naive_out": str(workdir / "naive" / stage),

@@ -24,6 +24,10 @@ def _isolated_roots(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     from gill_eval.store import root
 
     monkeypatch.setattr(root, "_override", None)
+    # The CLI's --offline sets GILL_EVAL_OFFLINE for the process; register the variable so that
+    # teardown removes it again and one test's --offline never leaks into the next.
+    monkeypatch.setenv("GILL_EVAL_OFFLINE", "0")
+    monkeypatch.delenv("GILL_EVAL_OFFLINE")
 
 
 @pytest.fixture

@@ -272,3 +272,40 @@ def test_exact_batches_ignore_row_groups_and_sequence_restores_order(tmp_path):
     assert [p.seq for p in _in_sequence(iter(items))] == [0, 1, 2, 3, 4]
     with pytest.raises(RuntimeError, match="lost batch 1"):
         list(_in_sequence(iter([Prepared(0, ["a"], [None]), Prepared(2, ["c"], [None])])))
+
+
+def test_writer_discards_a_unit_interrupted_midway_and_reports_its_own_errors(tmp_path):
+    from gill_eval.features.writer import BackgroundWriter
+    from gill_eval.store import UnitOfWork, WorkPlan
+
+    schema = pa.schema([("key", pa.string())])
+    unit = UnitOfWork("00000", 0)
+    plan = WorkPlan(tmp_path / "out", [unit])
+    batch = pa.RecordBatch.from_arrays([pa.array(["a"])], schema=schema)
+    with pytest.raises(KeyboardInterrupt), BackgroundWriter(plan, schema, "arrow") as writer:
+        writer.begin(unit)
+        writer.write(lambda: batch)
+        raise KeyboardInterrupt
+    assert not plan.is_done(unit) and list((tmp_path / "out").iterdir()) == []
+
+    wrong = pa.RecordBatch.from_arrays([pa.array([1])], names=["key"])
+    with pytest.raises(ValueError, match="schema does not match"), BackgroundWriter(plan, schema, "parquet") as writer:
+        writer.begin(unit)
+        writer.write(lambda: wrong)
+        writer.end({"rows": 1})
+    assert not plan.is_done(unit) and list((tmp_path / "out").iterdir()) == []
+
+
+def test_low_precision_tower_gets_inputs_in_its_compute_dtype(models):
+    """open_clip's bf16/fp16 cast leaves class/positional embeddings in fp32: the input must follow the
+    conv weights (an fp32 input into bf16 convs raised on the GPU), and the result stays close to fp32."""
+    full = ClipImageStage(pretrained=str(models["clip"]), precision="fp32")
+    low = ClipImageStage(pretrained=str(models["clip"]), precision="bf16")
+    assert low.dtype == torch.bfloat16 and low.visual.class_embedding.dtype == torch.float32
+    pixels = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    side = full.visual.image_size[0] if hasattr(full.visual, "image_size") else 64
+    pixels = pixels[:, :side, :side]
+    with torch.no_grad():
+        a, b = full.forward(pixels), low.forward(pixels)
+    cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    assert b.dtype == torch.float32 and bool((cos > 0.99).all()), cos

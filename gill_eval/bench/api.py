@@ -91,4 +91,4 @@ def rescore(gen_dir: Path, seeds: Sequence[int], scorer: ScorerSpec | None = Non
             label: str | None = None, num: int | None = None, fid_bootstrap: int = 50) -> dict[str, Any]:
     """``bench score``: score an existing generation folder again without the model."""
     opts = RunOptions(tuple(seeds), None, 1, reference, fid_bootstrap)
-    return score_generation_dir(gen_dir, lambda name: make_benchmark(name, num), opts, Scorers(scorer or ScorerSpec()), label)
+    return score_generation_dir(gen_dir, lambda name, recorded: make_benchmark(name, num if num is not None else recorded), opts, Scorers(scorer or ScorerSpec()), label)

@@ -7,9 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gill_eval.bench import api
 from gill_eval.bench.contexts import parse_rounds, parse_seeds, parse_vist_context
-from gill_eval.bench.scorers import ScorerSpec
 from gill_eval.bench.visdial import rounds_label
 from gill_eval.console import emit_json, info
 from gill_eval.models.registry import parse_option_pairs
@@ -33,7 +31,15 @@ Json = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")
 Reference = Annotated[str, typer.Option("--reference", help="gill: real images at 224x224 as GILL scored them; original.")]
 
 
-def _scorer(preset: str, device: str, precision: str) -> ScorerSpec:
+def _api():  # noqa: ANN202 - the module; imported on use so that `gill-eval --help` needs no torch
+    from gill_eval.bench import api
+
+    return api
+
+
+def _scorer(preset: str, device: str, precision: str):  # noqa: ANN202 - ScorerSpec, imported on use
+    from gill_eval.bench.scorers import ScorerSpec
+
     return ScorerSpec(preset=preset, device=device, precision=precision)
 
 
@@ -51,7 +57,7 @@ def vist(
 ) -> None:
     """Table 1: the last image of each VIST story from its context; CLIP similarity and LPIPS."""
     contexts = [parse_vist_context(c).label for c in context.split(",") if c.strip()]
-    _finish(api.run("vist", model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
+    _finish(_api().run("vist", model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
                     shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=_scorer(scorers, device, precision),
                     reference=reference, label=label), json)
 
@@ -65,13 +71,13 @@ def visdial(
 ) -> None:
     """Table 2: the dialog's image from the Q/A lines of its first R rounds (no caption)."""
     contexts = [rounds_label(r) for r in parse_rounds(rounds)]
-    _finish(api.run("visdial", model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
+    _finish(_api().run("visdial", model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
                     shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=_scorer(scorers, device, precision),
                     reference=reference, label=label), json)
 
 
 def _fid(benchmark: str, model: str, model_opt, num, seed, shard, batch_size, scorers, device, fid_bootstrap, label, json) -> None:
-    _finish(api.run(benchmark, model, parse_option_pairs(model_opt or []), None, [seed], shard=resolve_shard_spec(shard),
+    _finish(_api().run(benchmark, model, parse_option_pairs(model_opt or []), None, [seed], shard=resolve_shard_spec(shard),
                     batch_size=batch_size, scorer=_scorer(scorers, device, "fp32"), label=label, num=num,
                     fid_bootstrap=fid_bootstrap), json)
 
@@ -106,7 +112,7 @@ def vist_retrieval(
     model: Model, model_opt: ModelOpt = None, shard: Shard = None, label: Label = None, json: Json = False,
 ) -> None:
     """Table 5: recall@1/5/10 of the story's last image from 5 captions and 4 images (FROMAGe protocol)."""
-    _finish(api.run("vist-retrieval", model, parse_option_pairs(model_opt or []), shard=resolve_shard_spec(shard),
+    _finish(_api().run("vist-retrieval", model, parse_option_pairs(model_opt or []), shard=resolve_shard_spec(shard),
                     label=label), json)
 
 
@@ -118,7 +124,7 @@ def score(
     fid_bootstrap: Bootstrap = 50, label: Label = None, json: Json = False,
 ) -> None:
     """Score generated images again (other scorers, protocol or seeds) without regenerating."""
-    result = api.rescore(generation_dir, parse_seeds(seeds), _scorer(scorers, device, precision), reference, label, num,
+    result = _api().rescore(generation_dir, parse_seeds(seeds), _scorer(scorers, device, precision), reference, label, num,
                          fid_bootstrap)
     _finish([result], json)
 

@@ -104,14 +104,14 @@ def run_benchmark(
 
 
 def score_generation_dir(
-    gen_dir: Path, make_bench: Callable[[str], GenerationBenchmark], opts: RunOptions, scorers: Scorers, label: str | None = None
+    gen_dir: Path, make_bench: Callable[[str, int | None], GenerationBenchmark], opts: RunOptions, scorers: Scorers, label: str | None = None
 ) -> dict[str, Any]:
     """Score an existing generation folder again (no model needed; its provenance says what it holds)."""
     prov_path = Path(gen_dir) / "provenance.json"
     if not prov_path.is_file():
         raise InputError(f"{gen_dir}: no provenance.json; not a gill-eval generation folder")
     prov = json.loads(prov_path.read_text(encoding="utf-8"))
-    bench = make_bench(prov["benchmark"])
+    bench = make_bench(prov["benchmark"], prov.get("protocol", {}).get("num"))  # FID runs record --num
     job = bench.job(prov["context"])
     if job.data_hash != prov["data_hash"]:
         raise InputError(f"{gen_dir}: generated from another version of dataset {bench.dataset.name}")

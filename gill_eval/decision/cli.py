@@ -8,9 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from gill_eval.console import emit_json, info
-from gill_eval.decision.classifier import CLASSIFIERS
 from gill_eval.decision.features import SOURCE_KINDS
-from gill_eval.decision.table6 import Settings
 from gill_eval.errors import ConfigError
 
 app = typer.Typer(help="Retrieve-or-generate decision classifier on PartiPrompts (Table 6).", no_args_is_help=True)
@@ -72,7 +70,7 @@ def features(
 @app.command("train")
 def train_cmd(
     features: Annotated[Path, typer.Option("--features", help="Folder written by `decision features`.")],
-    classifier: Annotated[str, typer.Option("--classifier", help=" or ".join(CLASSIFIERS))] = "logreg",
+    classifier: Annotated[str, typer.Option("--classifier", help="logreg or linear-dropout")] = "logreg",
     annotations: AnnotationsOpt = "alignment",
     out: Annotated[Optional[Path], typer.Option("--out", help="Model file (default: beside the features).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -81,6 +79,7 @@ def train_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train on the train split; saved in GILL's decision_model.pth.tar format plus the feature fingerprint."""
+    from gill_eval.decision.classifier import CLASSIFIERS
     from gill_eval.decision.steps import run_train
 
     if classifier not in CLASSIFIERS:
@@ -119,6 +118,7 @@ def score(
 ) -> None:
     """Macro-F1 on the val split for every Table 6 row, threshold sweeps, CIs, and the Markdown report."""
     from gill_eval.decision.steps import run_score
+    from gill_eval.decision.table6 import Settings
 
     settings = Settings(thresholds=thresholds, bootstrap=bootstrap, random_draws=random_draws, cv=cv, seed=seed)
     result = run_score(features, model, heuristic, annotations, dataset, settings, report, paper_tables, label)

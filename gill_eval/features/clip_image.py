@@ -9,6 +9,7 @@ The stored embedding is the tower's projected output (``encode_image``, not norm
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,7 @@ class ClipImageStage(FeatureStage):
             raise ConfigError(f"--precision {precision!r}: use fp32, fp16 or bf16")
         model, preprocess, _ = load_open_clip(model_name, pretrained, device=self.device, precision=precision)
         self.visual = model.visual
-        self.dtype = next(self.visual.parameters()).dtype
+        self.dtype = _compute_dtype(self.visual)
         pil, mean, std = split_transform(preprocess)
         self._prepare = ImagePreparer(pil)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
@@ -101,7 +102,9 @@ class ClipImageStage(FeatureStage):
         self.dim = int(model.visual.output_dim)
         self.schema = pa.schema([("key", pa.string()), ("status", pa.string()), ("error_message", pa.string()),
                                  ("embedding", pa.list_(pa.float32(), self.dim))])
-        self._config = {"model": model_name, "pretrained": pretrained,
+        folder = pretrained is not None and Path(pretrained).is_dir()  # its own config names the model
+        self._config = {"model": f"local-dir:{Path(pretrained).resolve()}" if folder else model_name,
+                        "pretrained": pretrained,
                         "weights_sha256": _clip_fingerprint(pretrained),
                         "precision": precision, "transform": repr(preprocess), "dim": self.dim}
 
@@ -120,3 +123,15 @@ class ClipImageStage(FeatureStage):
         full = np.zeros((len(ok), self.dim), dtype=np.float32)
         full[ok] = values.reshape(-1, self.dim)
         return pa.FixedSizeListArray.from_arrays(pa.array(full.reshape(-1)), self.dim, mask=pa.array(~ok))
+
+
+def _compute_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype the tower computes in: that of its first conv or linear weight.
+
+    open_clip's fp16/bf16 conversion casts only conv, linear and attention weights; embeddings such as
+    ``class_embedding`` stay fp32, so the first parameter does not tell the input dtype.
+    """
+    for sub in module.modules():
+        if isinstance(sub, (torch.nn.Conv2d, torch.nn.Linear)):
+            return sub.weight.dtype
+    return next(module.parameters()).dtype

@@ -57,6 +57,10 @@ def _open(tmp: Path, schema: pa.Schema, fmt: Format) -> Iterator[Any]:
 _STOP = object()
 
 
+class _Aborted(Exception):
+    """The run stopped in the middle of a unit (its temporary file is removed, no marker written)."""
+
+
 class BackgroundWriter:
     """Writes units in the order they are begun; use as a context manager (joins the thread on exit)."""
 
@@ -96,7 +100,9 @@ class BackgroundWriter:
         while True:
             if check and self._error is not None:
                 raise self._error
-            if not self._thread.is_alive() and item is not _STOP:
+            if not self._thread.is_alive():
+                if item is _STOP:
+                    return
                 raise RuntimeError("feature writer stopped") from self._error
             try:
                 self._queue.put(item, timeout=0.5)
@@ -112,9 +118,13 @@ class BackgroundWriter:
                 _, unit = item
                 target = output_path(self.plan.out_dir, unit, self.fmt)
                 with atomic_path(target) as tmp, _open(tmp, self.schema, self.fmt) as writer:
-                    while (msg := self._queue.get())[0] == "write":
+                    while (msg := self._queue.get()) is not _STOP and msg[0] == "write":
                         writer.write_batch(msg[1]())
+                    if msg is _STOP:  # the main thread stopped mid-unit: discard the partial shard
+                        raise _Aborted
                 self.plan.mark_done(unit, msg[1])
+        except _Aborted:
+            return
         except BaseException as exc:  # handed to the main thread, which raises it
             self._error = exc
             with contextlib.suppress(queue.Empty):

@@ -19,13 +19,15 @@ import importlib.util
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
-import numpy as np
-import torch
 from PIL import Image
 
 from gill_eval.errors import ConfigError, GillEvalError
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that listing models and --help stay fast
+    import numpy as np
+    import torch
 
 ContextItem = Union[str, Image.Image]
 Context = list[ContextItem]
@@ -61,6 +63,8 @@ def example_seed(seed: int, example_id: str) -> int:
 
 def cpu_generator(seed: int) -> torch.Generator:
     """One CPU generator per example, so a batch equals single calls on any device."""
+    import torch
+
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
@@ -92,6 +96,8 @@ def option(default: Any, doc: str, runtime: bool = False) -> Any:
 
 def resolve_device(device: str | None) -> torch.device:
     """``None`` or ``"auto"`` means CUDA when available, else CPU."""
+    import torch
+
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

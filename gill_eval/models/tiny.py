@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from gill_eval.store.root import cache_root
 
 if TYPE_CHECKING:
     from transformers import CLIPTokenizer
@@ -67,8 +66,10 @@ def build_clip_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
-def _cached_build(kind: str, root: Path | None, seed: int, build: Callable[[Path], None]) -> Path:
+def cached_build(kind: str, root: Path | None, seed: int, build: Callable[[Path], None]) -> Path:
     """Build into a temp folder beside the target and rename it into place; reuse it if present."""
+    from gill_eval.store.root import cache_root  # here, so benchmarks can use the tokenizer without pyarrow
+
     base = Path(root) if root is not None else cache_root() / "tiny"
     target = base / f"{kind}-v{_BUILD_VERSION}-seed{seed}"
     if (target / ".complete").is_file():
@@ -116,7 +117,7 @@ def tiny_clip_dir(root: Path | None = None, seed: int = 0) -> Path:
         full = {"model_cfg": {**TINY_CLIP_CFG, "quick_gelu": True}, "preprocess_cfg": _PREPROCESS_CFG}
         (folder / "open_clip_config.json").write_text(json.dumps(full, indent=2))
 
-    return _cached_build("clip", root, seed, build)
+    return cached_build("clip", root, seed, build)
 
 
 def tiny_text_encoder(seed: int = 0):  # -> CLIPTextModel
@@ -163,4 +164,4 @@ def tiny_sd_dir(root: Path | None = None, seed: int = 0) -> Path:
     def build(folder: Path) -> None:
         build_tiny_sd_pipeline(seed).save_pretrained(folder, safe_serialization=True)
 
-    return _cached_build("sd", root, seed, build)
+    return cached_build("sd", root, seed, build)

@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -501,7 +501,7 @@ class _ClipSource:
     model_name: str
     pretrained: str | None
     force_quick_gelu: bool
-    tokenizer_name: str = field(default="")
+    tokenizer_name: str
 
 
 def _clip_source(model_name: str, pretrained: str | None, quick_gelu: bool | None) -> _ClipSource:

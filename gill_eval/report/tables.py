@@ -120,6 +120,8 @@ def _cell(result: dict[str, Any] | None, metric: str, notes: Footnotes) -> tuple
         text += f" ± {agg['std_over_seeds']:.4f}"
     elif agg.get("ci_low") is not None and metric == "fid":
         text += f" [{agg['ci_low']:.2f}, {agg['ci_high']:.2f}]"
+    if m.get("warning"):
+        text += f" {notes.mark(m['warning'])}"
     if m["n_evaluated"] < result["n_expected"]:
         text += f" † {notes.mark('† averaged over fewer examples than expected: see the coverage line')}"
     return text, {"status": "ok", "n_evaluated": m["n_evaluated"], "n_expected": result["n_expected"], **agg}

@@ -44,7 +44,7 @@ class Manifest:
 
     def content_hash(self) -> str:
         """A hash of what determines the content (sources, options, counts), not of the timestamp."""
-        key = {"dataset": self.dataset, "options": self.options, "sources": [s["sha256"] for s in self.sources],
+        key = {"dataset": self.dataset, "options": self.options, "sources": [s.get("sha256", s.get("path")) for s in self.sources],
                "counts": self.counts, "schema_version": self.schema_version}
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -137,7 +137,7 @@ def build_tiny_gill(folder: Path, sd_dir: Path, seed: int = 0) -> None:
 
 def tiny_gill_dir(root: Path | None = None, seed: int = 0) -> Path:
     """The tiny GILL folder, built once under ``cache_root()/tiny`` (or ``root``) and reused."""
-    from gill_eval.models.tiny import _cached_build, tiny_sd_dir
+    from gill_eval.models.tiny import cached_build, tiny_sd_dir
 
     sd_dir = tiny_sd_dir(root=root, seed=seed)
-    return _cached_build("gill2", root, seed, lambda folder: build_tiny_gill(folder, sd_dir, seed))
+    return cached_build("gill2", root, seed, lambda folder: build_tiny_gill(folder, sd_dir, seed))
