@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,17 @@ def _isolated_roots(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     # teardown removes it again and one test's --offline never leaks into the next.
     monkeypatch.setenv("GILL_EVAL_OFFLINE", "0")
     monkeypatch.delenv("GILL_EVAL_OFFLINE")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids OpenMP spin-waiting (speed only)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -16,14 +14,6 @@ from gill_eval.cli import app
 
 runner = CliRunner()
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Two busy cores: one torch thread avoids spin-waiting against other processes (speed only)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_generate_with_tiny_sd_default_weights_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,6 @@ most one grey level after quantisation. Different seeds differ by far more.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,6 @@ from gill_eval.models.registry import load_model
 
 STEPS = "2"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Two busy cores: one torch thread avoids spin-waiting against other processes (speed only)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,6 @@ from gill_eval.models.tiny import (TINY_CLIP_CFG, TINY_CLIP_NAME, TINY_CLIP_WEIG
 from gill_eval.models.weights import load_open_clip, load_sd_pipeline, load_sd_text_encoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spinning on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def test_clip_tokenizer_matches_open_clip_except_padding():
     tok = build_clip_tokenizer()
