@@ -186,6 +186,11 @@ def quickstart(
             elif name == "prepare partiprompts":
                 d = summary["decisions"]
                 typer.echo(f"  {name}: {summary['rows']} prompts, {d['gen']} gen / {d['ret']} ret / {d['same']} same")
+            elif name == "features":
+                parts = [f"{stage} {ds} {res['rows'] - res['failed']}/{res['rows']}"
+                         for ds, stages in summary.items() if isinstance(stages, dict)
+                         for stage, res in stages.items()]
+                typer.echo(f"  {name} (tiny random models): " + ", ".join(parts))
             elif name == "decision":
                 typer.echo(f"  {name}: Table 6 report {summary['report']} (baselines from the real annotations; "
                            "classifier rows from a tiny random text tower)")
