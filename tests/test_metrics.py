@@ -210,6 +210,16 @@ def test_aggregate_is_mean_and_std_of_per_seed_means():
     assert agg.ci_low < agg.mean < agg.ci_high and agg.n_examples == 30 and agg.n_seeds == 3
 
 
+def test_aggregate_uses_only_examples_scored_under_every_seed():
+    """A pair that failed under one seed must not make that seed average an easier set of examples."""
+    rows = _rows({("hard", 0): 0.2, ("easy", 0): 0.8, ("easy", 1): 0.8})
+    agg = stats.aggregate(rows, replicates=50)
+    assert agg.mean == pytest.approx(0.8) and agg.std_over_seeds == pytest.approx(0.0)
+    assert agg.n_examples == 1 and agg.n_seeds == 2
+    with pytest.raises(ValueError, match="every seed"):
+        stats.aggregate(_rows({("a", 0): 0.1, ("b", 1): 0.2}), replicates=10)
+
+
 def test_paired_difference_is_exact_for_a_constant_shift():
     rng = np.random.default_rng(1)
     a = {(f"e{i}", s): float(rng.normal()) for i in range(20) for s in range(2)}

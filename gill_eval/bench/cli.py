@@ -28,7 +28,7 @@ Device = Annotated[str, typer.Option("--device", help="Device for the scoring ne
 Precision = Annotated[str, typer.Option("--precision", help="CLIP scoring precision fp32|fp16|bf16.")]
 Label = Annotated[Optional[str], typer.Option("--label", help="Row label in reports (default: the model name).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
-Reference = Annotated[str, typer.Option("--reference", help="gill: real images at 224x224 as GILL scored them; original.")]
+Reference = Annotated[str, typer.Option("--reference", help="gill: as GILL scored (VIST references resized to 224x224; VisDial originals); original: as stored.")]
 
 
 def _api():  # noqa: ANN202 - the module; imported on use so that `gill-eval --help` needs no torch

@@ -8,6 +8,7 @@ beside the generated images (memory-mapped on read), so a rescore or a bootstrap
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,7 +57,10 @@ def generated_features(plan: WorkPlan, net: Any, weights_sha: str, device: str) 
     """Generation rows (without image bytes) and the Inception features of the successful ones, in row order."""
     rows = list(read_generations(plan, columns=["example_id", "seed", "status", "error_message"]))
     n_ok = sum(r["status"] == "success" for r in rows)
-    path = plan.out_dir / f"inception-{weights_sha[:12]}-{n_ok}.npy"
+    # Keyed by exactly which rows are scored: the generation folder is shared by every seed, so a name
+    # from the count alone would hand seed 1 the features of seed 0.
+    scored = hashlib.sha256(json.dumps([[r["example_id"], r["seed"], r["status"]] for r in rows]).encode()).hexdigest()
+    path = plan.out_dir / f"inception-{weights_sha[:12]}-{scored[:16]}.npy"
     if path.is_file():
         return rows, np.load(path, mmap_mode="r")
     with atomic_path(path) as tmp:

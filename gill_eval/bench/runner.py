@@ -150,9 +150,10 @@ def score_plan(
     return result
 
 
-def _prepare_reference(image: Image.Image, protocol: str) -> Image.Image:
-    # GILL resized the real VIST/VisDial images to 224x224 (aspect not kept) and scored against those.
-    if protocol == "gill":
+def _prepare_reference(image: Image.Image, protocol: str, benchmark: str) -> Image.Image:
+    # GILL resized the real VIST images to 224x224 (aspect not kept) when downloading them and scored
+    # against those copies; VisDial was scored against the original VisualDialog_val2018 JPEGs.
+    if protocol == "gill" and benchmark == "vist":
         return image.resize((GILL_REFERENCE_SIZE, GILL_REFERENCE_SIZE), Image.Resampling.BICUBIC)
     return image
 
@@ -171,7 +172,7 @@ def _score_similarity(
             chunk = ok[start : start + SCORE_BATCH]
             gen = [decode_image(r["image"], f"{plan.out_dir} {r['example_id']}") for r in chunk]
             refs_raw = bench.references([r["example_id"] for r in chunk])
-            refs = [_prepare_reference(refs_raw[r["example_id"]], opts.reference_protocol) for r in chunk]
+            refs = [_prepare_reference(refs_raw[r["example_id"]], opts.reference_protocol, bench.name) for r in chunk]
             g = scorers.clip.embed(gen)
             need = [r["example_id"] for r in chunk if r["example_id"] not in ref_embeddings]
             if need:  # a reference is embedded once and reused for every seed

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import urllib.parse
 import urllib.request
@@ -55,7 +54,9 @@ def resolve_source(spec: str, download_dir: Path) -> Source:
     name = Path(urllib.parse.urlparse(spec).path).name or "source"
     target = download_dir / f"{hashlib.sha256(spec.encode('utf-8')).hexdigest()[:12]}-{name}"  # one file per URL
     if not target.is_file():
-        if os.environ.get("GILL_EVAL_OFFLINE") == "1" and not _is_loopback(spec):
+        from gill_eval.models.weights import is_offline  # one offline rule for weights and data
+
+        if is_offline() and not _is_loopback(spec):
             raise OfflineError(f"{spec}: offline mode is on; download the file and pass its path instead")
         try:
             with urllib.request.urlopen(spec, timeout=60) as response, atomic_path(target) as tmp:

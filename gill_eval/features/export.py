@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from gill_eval.console import make_progress
+from gill_eval.errors import InputError
 from gill_eval.features.reader import iter_sd_text, require_complete
 from gill_eval.features.runner import feature_dir
-from gill_eval.store import atomic_write_bytes, count_rows, dataset_dir
+from gill_eval.store import atomic_write_bytes, count_rows, dataset_dir, read_manifest
 
 
 def write_clip_embs(dataset: str, out_dir: str | Path, image_name: Callable[[str], str] = str) -> dict[str, Any]:
@@ -29,6 +30,11 @@ def write_clip_embs(dataset: str, out_dir: str | Path, image_name: Callable[[str
     """
     src = feature_dir("sd-text", dataset)
     require_complete(src, f"gill-eval features sd-text --dataset {dataset}")
+    made_from = read_manifest(src).options.get("input_manifest")
+    if made_from != read_manifest(dataset_dir(dataset)).content_hash():
+        # cc3m keys are row numbers: targets of an earlier prepare would be paired with the new captions.
+        raise InputError(f"{src}: the SD targets were computed from an earlier `prepare` of {dataset}; "
+                         f"remove that folder and rerun `gill-eval features sd-text --dataset {dataset}`")
     folder = Path(out_dir) / "clip_embs"
     folder.mkdir(parents=True, exist_ok=True)
     written = kept = failed = 0

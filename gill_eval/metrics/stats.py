@@ -42,8 +42,13 @@ def _matrix(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_seed_means(rows: pd.DataFrame) -> pd.Series:
-    """Mean value per seed (over that seed's examples)."""
-    return rows.groupby("seed")["value"].mean().sort_index()
+    """Mean value per seed over the examples scored under *every* seed.
+
+    An example that failed under one seed would otherwise leave that seed averaging a different
+    (easier or harder) set than the others, mixing model quality with which examples failed; the
+    dropped examples show up in the coverage line instead.
+    """
+    return _matrix(rows).dropna().mean(axis=0).sort_index()
 
 
 def _bootstrap_means(matrix: np.ndarray, replicates: int, seed: int) -> np.ndarray:
@@ -65,11 +70,17 @@ def _bootstrap_means(matrix: np.ndarray, replicates: int, seed: int) -> np.ndarr
 
 
 def aggregate(rows: pd.DataFrame, replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED) -> Aggregate:
-    """Mean and seed-std of per-seed means, and a 95% percentile bootstrap interval over examples."""
+    """Mean and seed-std of per-seed means, and a 95% percentile bootstrap interval over examples.
+
+    Only examples scored under every seed count (see ``per_seed_means``); ``n_examples`` says how many.
+    """
     if rows.empty:
         raise ValueError("no rows to aggregate")
-    seed_means = per_seed_means(rows)
-    matrix = _matrix(rows).to_numpy(dtype=np.float64)
+    complete = _matrix(rows).dropna()
+    if complete.empty:
+        raise ValueError("no example was scored under every seed")
+    seed_means = complete.mean(axis=0)
+    matrix = complete.to_numpy(dtype=np.float64)
     boots = _bootstrap_means(matrix, replicates, seed)
     low, high = np.percentile(boots, [2.5, 97.5])
     return Aggregate(

@@ -33,6 +33,7 @@ from gill_eval.models.base import (
     Model,
     cpu_generator,
     option,
+    resolve_device,
     weights_fingerprint,
 )
 from gill_eval.models.gill.checkpoint import ARGS_FILE, CHECKPOINT_FILE, DECISION_FILE
@@ -85,6 +86,10 @@ class GILLModel(Model):
 
     def __init__(self, options: GILLOptions | None = None) -> None:
         super().__init__(options)
+        if self.options.precision == "auto":
+            # Resolved before the fingerprint is taken: runs at different precisions must not share results.
+            on_gpu = resolve_device(self.options.device).type == "cuda"
+            self.options.precision = "bf16" if on_gpu else "fp32"
         self.sources: Sources = resolve_sources(self._checkpoint(), self.options.llm, self.options.visual_encoder,
                                                 self.options.sd)
         self._gill: GILL | None = None
