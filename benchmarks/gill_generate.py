@@ -10,10 +10,20 @@ the real vocabulary; the [IMG] ids are the official 50266..50273): tokenization 
 Measured per image, for two contexts (a VisDial-like single string and a VIST-like 5 captions + 4
 images): ``gill_s`` = the adapter path (context embedding, 2 greedy decoding steps without KV cache,
 GILLMapper, SD call with ``prompt_embeds``), and ``sd_only_s`` = the same SD call on a precomputed
-``prompt_embeds`` (the naive baseline: what GILL adds over Stable Diffusion). Usage::
+``prompt_embeds`` (the naive baseline: what GILL adds over Stable Diffusion).
+
+``--vist``: images/s of ``bench vist`` end to end (the generation stage of ``run_generation`` on a
+synthetic prepared VIST set, context 5c4i: context building, batched LM and mapper, SD, PNG encoding,
+Parquet shards and done markers) with GILL at ``--batch-size`` (8), against a bare diffusers loop over the
+same pipeline object at the same batch size, steps and size (random ``prompt_embeds``, one generator per
+image). On CPU GILL's SD call runs with per-sample convolutions (``cpu_exact``, what makes batches
+bit-identical), so the bare loop is timed both with diffusers' default kernels and under ``cpu_exact``.
+Usage::
 
     python benchmarks/gill_generate.py --device cuda --real-size --quick
     python benchmarks/gill_generate.py --device cpu --quick
+    python benchmarks/gill_generate.py --device cuda --real-size --vist --stories 32
+    python benchmarks/gill_generate.py --device cpu --vist --stories 16 --steps 2
 """
 
 from __future__ import annotations
@@ -143,6 +153,93 @@ def contexts(image_size: int) -> dict[str, list[Any]]:
     return {"visdial_text": [dialog], "vist_5c4i": story}
 
 
+def _vist_data(root: Path, stories: int, image_size: int) -> None:
+    """A prepared VIST dataset of ``stories`` complete 5-photo stories under the data root ``root``."""
+    import io
+
+    import pyarrow as pa
+    from PIL import Image
+
+    from gill_eval.store import Manifest, write_manifest, write_shard
+
+    folder = root / "datasets" / "vist"
+    rows, images = [], []
+    for s in range(stories):
+        ids = [f"{s:04d}{p}" for p in range(5)]
+        rows.append({"story_id": f"s{s:04d}", "album_id": f"a{s}", "photo_ids": ids,
+                     "texts": [CAPTIONS[(s + p) % len(CAPTIONS)] for p in range(5)]})
+        for p, key in enumerate(ids):
+            buf = io.BytesIO()
+            Image.new("RGB", (image_size, image_size), (40 * p, 7 * s % 256, 90)).save(buf, format="PNG")
+            images.append({"key": key, "image": buf.getvalue(), "status": "success", "error_message": None,
+                           "width": image_size, "height": image_size})
+    write_shard(pa.Table.from_pylist(rows), folder / "examples" / "00000.parquet")
+    write_shard(pa.Table.from_pylist(images), folder / "images" / "00000.parquet")
+    write_manifest(folder, Manifest(dataset="vist", options={"store": "gill-224"},
+                                    counts={"stories": stories, "images": len(images)}))
+
+
+def vist_throughput(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """``--vist``: images/s of the bench-vist generation stage with GILL against a bare diffusers loop."""
+    import os
+
+    from gill_eval.bench.generation import run_generation
+    from gill_eval.bench.vist import VistBenchmark
+    from gill_eval.models.base import cpu_generator
+    from gill_eval.models.gill.model import cpu_exact
+    from gill_eval.models.gill.tiny import tiny_gill_dir
+    from gill_eval.models.registry import load_model
+    from gill_eval.store import root as store_root
+
+    size = 512 if args.real_size else 64
+    os.environ["GILL_EVAL_DATA"] = str(workdir / "data")
+    store_root._override = None
+    _vist_data(workdir / "data", args.stories, 224)
+    model = load_model("tiny-gill", {"checkpoint": str(tiny_gill_dir(root=workdir)), "steps": str(args.steps),
+                                     "height": str(size), "width": str(size), "device": args.device,
+                                     "batch_size": str(args.batch_size), "precision": "fp32"})
+    if args.real_size:
+        model._gill = real_size_gill(args.device, workdir)
+    pipe = model.gill.sd_pipe
+    pipe.set_progress_bar_config(disable=True)
+    job = VistBenchmark().job("5c4i")
+    n = len(job.example_ids)
+    load_before = os.getloadavg()
+
+    def gill_run(seed: int) -> None:
+        run_generation(model, job, [seed], None, args.batch_size)
+
+    embeds = torch.randn(args.batch_size, 77, pipe.unet.config.cross_attention_dim, device=pipe.device,
+                         dtype=pipe.unet.dtype)
+    kwargs = {"guidance_scale": 7.5, "num_inference_steps": args.steps, "height": size, "width": size}
+
+    def bare_run(exact: bool) -> None:
+        with cpu_exact(pipe.device) if exact else contextlib.nullcontext():
+            for start in range(0, n, args.batch_size):
+                count = min(args.batch_size, n - start)
+                pipe(prompt_embeds=embeds[:count], generator=[cpu_generator(start + i) for i in range(count)],
+                     **kwargs)
+
+    gill_run(1000)  # warm-up: kernels, allocator, SD load (its own seed, so the timed runs generate anew)
+    bare_run(False)
+    timings: dict[str, list[float]] = {"gill": [], "bare": [], "bare_cpu_exact": []}
+    for r in range(args.vist_repeats):  # interleaved, so that a shared machine's load hits all three alike
+        timings["gill"] += timed(lambda: gill_run(r), args.device, 1)
+        timings["bare"] += timed(lambda: bare_run(False), args.device, 1)
+        if args.device == "cpu":
+            timings["bare_cpu_exact"] += timed(lambda: bare_run(True), args.device, 1)
+    rates = {name: n / (sum(t) / len(t)) for name, t in timings.items() if t}
+    result = {
+        "images_per_run": n, "batch_size": args.batch_size, "context": "5c4i", "steps": args.steps,
+        "height": size, "width": size, "images_per_s": rates, "times_s": timings,
+        "gill_over_bare_sd": rates["gill"] / rates["bare"],
+        "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()), "cpu_count": os.cpu_count(),
+    }
+    if "bare_cpu_exact" in rates:
+        result["gill_over_bare_sd_cpu_exact"] = rates["gill"] / rates["bare_cpu_exact"]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -150,7 +247,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 warm-up + 2 timed images per context")
     parser.add_argument("--repeats", type=int, default=5, help="timed images per context (without --quick)")
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--vist", action="store_true", help="bench vist end to end vs a bare diffusers loop")
+    parser.add_argument("--stories", type=int, default=16, help="--vist: stories (images per timed run)")
+    parser.add_argument("--batch-size", type=int, default=8, help="--vist: images per SD call")
+    parser.add_argument("--vist-repeats", type=int, default=2, help="--vist: timed runs of each")
     args = parser.parse_args()
+    if args.vist:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = vist_throughput(args, Path(tmp))
+        print(json.dumps({
+            "benchmark": "gill_generate --vist",
+            "command": " ".join(["python", *sys.argv]),
+            "architecture": "real-size (random weights)" if args.real_size else "tiny",
+            "device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
+            "torch_threads": torch.get_num_threads(),
+            **result,
+            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        }, indent=2))
+        return
     repeats = 2 if args.quick else args.repeats
     if args.real_size and args.device == "cpu":
         print("warning: --real-size on CPU runs OPT-6.7B in bf16 on the CPU and is very slow", file=sys.stderr)

@@ -27,6 +27,8 @@ for stage in ${STAGES:-features sd gill scoring}; do
     features) run features "${T_FEATURES:-120}" python3 benchmarks/features.py --device cuda --real-size --quick ;;
     sd) run sd "${T_SD:-110}" python3 benchmarks/sd_generate.py --device cuda --real-size --quick ;;
     gill) run gill "${T_GILL:-150}" python3 benchmarks/gill_generate.py --device cuda --real-size --quick ;;
+    gill-vist) run gill-vist "${T_GILL_VIST:-240}" python3 benchmarks/gill_generate.py --device cuda --real-size \
+      --vist --stories 16 --vist-repeats 2 ;;
     scoring) run scoring "${T_SCORING:-90}" python3 benchmarks/scoring.py --device cuda --real-size --quick ;;
   esac
 done

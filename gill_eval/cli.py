@@ -8,14 +8,19 @@ non-zero exit code.
 from __future__ import annotations
 
 import os
+import signal
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from gill_eval import __version__
-from gill_eval.errors import GillEvalError
+from gill_eval.errors import GillEvalError, os_error_line
+
+OS_ERROR_EXIT = 4
 
 
 class _ErrorReportingGroup(TyperGroup):
@@ -27,6 +32,56 @@ class _ErrorReportingGroup(TyperGroup):
         except GillEvalError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # disk full, read-only root, ...: one line naming the path and the fix
+            from gill_eval.store.root import data_root
+
+            line = os_error_line(exc, data_root())
+            if line is None:
+                raise
+            typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(OS_ERROR_EXIT) from None
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Global options after the subcommand too; usage errors (a bad choice, a missing option) in one line."""
+        kwargs.pop("standalone_mode", None)
+        argv = hoist_global_options(list(sys.argv[1:] if args is None else args))
+        try:
+            code = super().main(argv, *rest, standalone_mode=False, **kwargs)
+        except _CLICK_ERRORS as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) is not None else ""
+            typer.echo(f"error: {exc.format_message().replace('Value error, ', '')}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+# click's ClickException (vendored by recent typer, imported from click by older ones)
+_CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_GLOBAL_FLAGS, _GLOBAL_VALUES = ("--offline", "--quiet", "--verbose"), ("--data-dir",)
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move ``--offline``, ``--quiet``, ``--verbose`` and ``--data-dir DIR`` given after a subcommand in front of
+    it (up to a ``--``)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if arg in _GLOBAL_FLAGS or arg.split("=", 1)[0] in _GLOBAL_VALUES:
+            front.append(arg)
+            if arg in _GLOBAL_VALUES and i + 1 < len(argv):
+                front.append(argv[i + 1])
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
 
 
 app = typer.Typer(
@@ -53,11 +108,18 @@ def _global(
     offline: Annotated[
         bool, typer.Option("--offline", help="Never download: fail fast if a weight is not staged.")
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors (and --json output).")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also the bars and banners of diffusers, transformers, img2dataset.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """gill-eval: reproducible data and evaluation for multimodal image-generation models."""
+    from gill_eval.console import configure
+
+    configure(quiet=quiet, verbose=verbose)
     from gill_eval.store.root import set_data_root
 
     set_data_root(data_dir)
@@ -67,23 +129,27 @@ def _global(
 
 def _mount() -> None:
     from gill_eval.bench.cli import app as bench_app
+    from gill_eval.datasets.catalog import app as datasets_app
     from gill_eval.datasets.cli import app as prepare_app
     from gill_eval.datasets.cli import export_app
     from gill_eval.decision.cli import app as decision_app
     from gill_eval.features.cli import app as features_app
     from gill_eval.models.cli import app as models_app
-    from gill_eval.models.generate_cli import GenerateCommand, generate
+    from gill_eval.models.generate import GenerateCommand, generate
     from gill_eval.pipeline import run_pipeline
     from gill_eval.quickstart import quickstart
     from gill_eval.report.cli import report
+    from gill_eval.report.export_images import export_images_command
 
     app.add_typer(prepare_app, name="prepare")
+    app.add_typer(datasets_app, name="datasets")
     app.add_typer(features_app, name="features")
     app.add_typer(decision_app, name="decision")
     app.add_typer(bench_app, name="bench")
     app.command("report")(report)
     app.add_typer(models_app, name="models")
     app.command("generate", cls=GenerateCommand)(generate)
+    export_app.command("images")(export_images_command)
     app.add_typer(export_app, name="export")
     app.command("run")(run_pipeline)
     app.command("quickstart")(quickstart)
@@ -92,6 +158,12 @@ def _mount() -> None:
 _mount()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM as an exception: ``finally`` blocks remove temporaries, release locks and end child groups."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()

@@ -6,6 +6,7 @@ Progress and messages go to stderr so that ``--json`` output on stdout stays mac
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
@@ -16,11 +17,37 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 T = TypeVar("T")
 
 err_console = Console(stderr=True)
+_level = {"quiet": False, "verbose": False}
+
+# What the libraries gill-eval drives read to decide whether to draw their own bars and banners; unless
+# --verbose, they stay silent so that one gill-eval progress display per stage is all the user sees.
+THIRD_PARTY_QUIET_ENV = {
+    "TQDM_DISABLE": "1",  # tqdm bars of img2dataset, huggingface_hub, diffusers, transformers (child processes too)
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def configure(quiet: bool = False, verbose: bool = False) -> None:
+    """``--quiet``: errors and --json only; default: gill-eval's own lines and bars; ``--verbose``: libraries' too."""
+    _level.update(quiet=quiet and not verbose, verbose=verbose)
+    if verbose:
+        return
+    for var, value in THIRD_PARTY_QUIET_ENV.items():
+        os.environ.setdefault(var, value)
+    for name in ("diffusers", "transformers"):  # already imported (e.g. by a test): set their loggers directly
+        module = sys.modules.get(name)
+        if module is not None:
+            module.utils.logging.set_verbosity_error()
+            module.utils.logging.disable_progress_bar()
 
 
 def info(message: str) -> None:
-    """A status line for the user (stderr)."""
-    err_console.print(message, highlight=False)
+    """A status line for the user (stderr); nothing under ``--quiet``."""
+    if not _level["quiet"]:
+        err_console.print(message, highlight=False)
 
 
 def emit_json(obj: Any) -> None:
@@ -39,6 +66,7 @@ def make_progress() -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
+        disable=_level["quiet"],
     )
 
 

@@ -9,10 +9,11 @@ Format::
     [pipeline]
     title = "Table 1: VIST"          # report title
     report = "reports/table1.md"     # relative to the current folder
+    html = "reports/table1-gallery"  # image gallery folder (default: <report stem>-gallery beside the report)
     baseline = "sd"                  # row label for the Δ columns (optional)
     seeds = "0-4"
     scorers = "real"                 # or "tiny" (random networks: meaningless numbers)
-    device = "cpu"
+    device = "auto"                  # scoring networks: CUDA when available (auto), cpu, cuda:N
     batch_size = 8
 
     [models.sd]                      # a row label
@@ -20,10 +21,11 @@ Format::
     options = { preset = "gill" }    # typed model options
 
     [[run]]
-    benchmark = "vist"               # vist | visdial | coco-fid | cc3m-fid | vist-retrieval
+    benchmark = "vist"               # a registered benchmark (`gill-eval bench list`)
     models = ["sd"]
     contexts = ["1c", "5c", "5c4i"]  # VIST NcMi labels, VisDial "r1".."r10"; default: the paper's
     num = 30000                      # FID benchmarks only
+    limit = 10                       # optional: the first 10 examples only (a partial run)
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ from gill_eval.console import emit_json, info
 from gill_eval.errors import ConfigError, InputError
 
 _PIPELINE_KEYS = {"title", "report", "baseline", "seeds", "scorers", "device", "batch_size", "reference", "preamble",
-                  "fid_bootstrap"}
+                  "html"}
 _MODEL_KEYS = {"name", "options"}
-_RUN_KEYS = {"benchmark", "models", "contexts", "num"}
+_RUN_KEYS = {"benchmark", "models", "contexts", "num", "limit"}
 
 
 @dataclass
@@ -54,11 +56,39 @@ class Pipeline:
     runs: list[dict[str, Any]]
     baseline: str | None = None
     scorers: str = "real"
-    device: str = "cpu"
+    device: str = "auto"
     batch_size: int = 8
     reference: str = "gill"
-    fid_bootstrap: int = 50
     preamble: list[str] = field(default_factory=list)
+    html: Path | None = None  # the gallery's folder (default: beside the report, see gallery_dir)
+
+    @property
+    def gallery_dir(self) -> Path:
+        return self.html if self.html is not None else self.report.with_name(f"{self.report.stem}-gallery")
+
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "title": str, "report": str, "html": str, "baseline": str, "seeds": (str, int), "scorers": str, "device": str,
+    "batch_size": int, "reference": str, "preamble": list,  # [pipeline]
+    "name": str, "options": dict,  # [models.X]
+    "benchmark": str, "models": list, "contexts": list, "num": int, "limit": int,  # [[run]]
+}
+
+
+def _check_types(where: str, table: dict[str, Any]) -> None:
+    """Each present key has its type (a string where a list is due is refused: it would read as letters)."""
+    for key, value in table.items():
+        kind = _TYPES.get(key)
+        if kind is None:
+            continue
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            hint = f" (write {key} = [{value!r}])".replace("'", '"') if kind is list and isinstance(value, str) else ""
+            raise ConfigError(f"{where}: key {key!r} should be {names}, got {type(value).__name__} {value!r}{hint}")
+        if kind is list and not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: key {key!r} should be a list of strings, got {value!r}")
+        if key in ("batch_size", "num") and value < 1:
+            raise ConfigError(f"{where}: key {key!r} must be at least 1, got {value}")
 
 
 def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
@@ -69,8 +99,8 @@ def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
 
 def load_pipeline(path: Path) -> Pipeline:
     """Parse and validate a pipeline file."""
-    from gill_eval.bench.api import BENCHMARKS
     from gill_eval.bench.contexts import parse_seeds
+    from gill_eval.bench.registry import benchmark_names
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -81,20 +111,28 @@ def load_pipeline(path: Path) -> Pipeline:
     _check_keys(str(path), doc, {"pipeline", "models", "run"})
     head = doc.get("pipeline", {})
     _check_keys(f"{path} [pipeline]", head, _PIPELINE_KEYS)
+    _check_types(f"{path} [pipeline]", head)
     if "report" not in head:
         raise ConfigError(f"{path} [pipeline]: missing key 'report'")
     models = doc.get("models", {})
     for label, spec in models.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: models.{label} should be a table ([models.{label}] with name = ...), got {spec!r}")
         _check_keys(f"{path} [models.{label}]", spec, _MODEL_KEYS)
+        _check_types(f"{path} [models.{label}]", spec)
         if "name" not in spec:
             raise ConfigError(f"{path} [models.{label}]: missing key 'name'")
     runs = doc.get("run", [])
     if not runs:
         raise ConfigError(f"{path}: no [[run]] entries")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise ConfigError(f"{path}: run should be an array of tables ([[run]] sections), got {runs!r}")
     for i, run in enumerate(runs):
         _check_keys(f"{path} [[run]] #{i + 1}", run, _RUN_KEYS)
-        if run.get("benchmark") not in BENCHMARKS:
-            raise ConfigError(f"{path} [[run]] #{i + 1}: benchmark {run.get('benchmark')!r}; expected one of {', '.join(BENCHMARKS)}")
+        _check_types(f"{path} [[run]] #{i + 1}", run)
+        known = benchmark_names()
+        if run.get("benchmark") not in known:
+            raise ConfigError(f"{path} [[run]] #{i + 1}: benchmark {run.get('benchmark')!r}; expected one of {', '.join(known)}")
         for label in run.get("models", []):
             if label not in models:
                 raise ConfigError(f"{path} [[run]] #{i + 1}: model {label!r} is not declared under [models]")
@@ -102,9 +140,9 @@ def load_pipeline(path: Path) -> Pipeline:
     if baseline is not None and baseline not in models:
         raise ConfigError(f"{path} [pipeline]: baseline {baseline!r} is not declared under [models]")
     return Pipeline(path, head.get("title", path.stem), Path(head["report"]), parse_seeds(str(head.get("seeds", "0"))),
-                    models, runs, baseline, head.get("scorers", "real"), head.get("device", "cpu"),
-                    int(head.get("batch_size", 8)), head.get("reference", "gill"), int(head.get("fid_bootstrap", 50)),
-                    list(head.get("preamble", [])))
+                    models, runs, baseline, head.get("scorers", "real"), head.get("device", "auto"),
+                    int(head.get("batch_size", 8)), head.get("reference", "gill"),
+                    list(head.get("preamble", [])), Path(head["html"]) if "html" in head else None)
 
 
 def execute(pipeline: Pipeline, shard: str | None = None) -> tuple[list[dict[str, Any]], Path | None]:
@@ -124,12 +162,17 @@ def execute(pipeline: Pipeline, shard: str | None = None) -> tuple[list[dict[str
             results += api.run(run["benchmark"], model["name"], {k: v for k, v in model.get("options", {}).items()},
                                run.get("contexts"), pipeline.seeds, shard=spec, batch_size=pipeline.batch_size,
                                scorer=scorer, reference=pipeline.reference, label=label, num=run.get("num"),
-                               fid_bootstrap=pipeline.fid_bootstrap)
+                               limit=run.get("limit"))
     done = [r for r in results if r is not None]
     if len(done) < len(results):
         info(f"{len(results) - len(done)} results wait for other workers; rerun the pipeline to render the report")
         return done, None
-    markdown, _ = render_report(done, pipeline.title, pipeline.baseline, pipeline.preamble, plots_dir=pipeline.report.parent)
+    from gill_eval.bench.results import results_root
+    from gill_eval.report.html import write_gallery
+
+    gallery = write_gallery(done, results_root(), pipeline.gallery_dir, title=pipeline.title)
+    markdown, _ = render_report(done, pipeline.title, pipeline.baseline, pipeline.preamble, plots_dir=pipeline.report.parent,
+                                gallery_links=gallery.links(pipeline.report.parent))
     atomic_write_text(pipeline.report, markdown)
     info(f"report written to {pipeline.report}")
     return done, pipeline.report

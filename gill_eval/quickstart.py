@@ -4,19 +4,22 @@ The sample (``gill_eval.sample``) is served by a loopback HTTP server started he
 port), so CC3M and VIST go through the same img2dataset download path as the real datasets, including a
 few dead links that show up in the coverage. Everything is written under ``<data root>/quickstart/``,
 which is cleared first (the sample's URLs name this run's port, and a prepared folder refuses inputs
-that changed). The run is a list of steps, one function each, so later stages append steps.
+that changed). The run is a list of steps, one function each: prepare each dataset, features and
+decision with tiny models, then the pipeline ``gill_eval/quickstart.toml`` (bench and report).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import http.server
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,9 +27,12 @@ import typer
 
 from gill_eval.console import emit_json, info
 from gill_eval.datasets.download import DownloadOptions
+from gill_eval.pipeline import Pipeline, execute, load_pipeline
 from gill_eval.sample.make import Sample, build_sample
 from gill_eval.store import data_root
 from gill_eval.store.root import set_data_root
+
+PIPELINE_FILE = "quickstart.toml"  # package data: the quickstart matrix
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -83,9 +89,7 @@ def step_prepare_cc3m(ctx: Context) -> dict[str, Any]:
 def step_prepare_vist(ctx: Context) -> dict[str, Any]:
     from gill_eval.datasets.vist import prepare_vist
 
-    options = DownloadOptions(processes=1, threads=8, timeout=10.0, image_size=512, resize_mode="keep_ratio",
-                              shard_size=1000)
-    return prepare_vist(str(ctx.sample.vist_sis), "val", options)
+    return prepare_vist(str(ctx.sample.vist_sis), "val", ctx.download_options)  # --store auto: GILL's 224 PNGs
 
 
 def step_prepare_visdial(ctx: Context) -> dict[str, Any]:
@@ -102,26 +106,129 @@ def step_prepare_coco(ctx: Context) -> dict[str, Any]:
 
 
 def step_prepare_partiprompts(ctx: Context) -> dict[str, Any]:
-    from gill_eval.datasets.partiprompts_cli import prepare
+    from gill_eval.datasets.partiprompts_prepare import prepare
 
     return prepare(ctx.base_url + ctx.sample.partiprompts_url_path, verify=True)
 
 
-def step_features(ctx: Context) -> dict[str, Any]:
-    from gill_eval.features.quickstart_steps import run_features_quickstart
+def run_features_quickstart(dataset_names: Iterable[str], num_workers: int = 0) -> dict[str, Any]:
+    """CLIP features (datasets with ``images/``) and SD targets (datasets whose ``examples/`` have captions)
+    for each dataset with the tiny random models, on the CPU: ``{dataset: {stage: summary}}`` plus
+    ``"models": "tiny random weights (not real results)"``."""
+    import pyarrow.parquet as pq
+    import torch
 
+    from gill_eval.features.clip_image import ClipImageStage
+    from gill_eval.features.runner import run_stage
+    from gill_eval.features.sd_text import SdTextStage
+    from gill_eval.models.tiny import tiny_clip_dir, tiny_sd_dir
+    from gill_eval.store import dataset_dir, list_shards
+
+    def has_input(stage: type[ClipImageStage] | type[SdTextStage], name: str) -> bool:
+        shards = list_shards(dataset_dir(name) / stage.input_subdir)
+        return bool(shards) and all(c in pq.read_schema(shards[0]).names for c in stage.columns)
+
+    device = torch.device("cpu")
+    clip_stage: ClipImageStage | None = None
+    sd_stage: SdTextStage | None = None
+    results: dict[str, Any] = {"models": "tiny random weights (not real results)"}
+    for name in dataset_names:
+        results[name] = {}
+        if has_input(ClipImageStage, name):
+            clip_stage = clip_stage or ClipImageStage(pretrained=str(tiny_clip_dir()), device=device)
+            results[name]["clip"] = run_stage(clip_stage, name, batch_size=32, num_workers=num_workers)
+        if has_input(SdTextStage, name):
+            sd_stage = sd_stage or SdTextStage(str(tiny_sd_dir()), device=device)
+            results[name]["sd-text"] = run_stage(sd_stage, name, batch_size=32, num_workers=num_workers)
+    return results
+
+
+def run_decision_quickstart(
+    work_dir: str | Path, feature_source: str = "clip-text", source_options: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The decision stages (features -> train -> score) on the prepared PartiPrompts into ``work_dir``.
+
+    With ``feature_source="clip-text"`` and no options the tiny open_clip text tower is used, so nothing is
+    downloaded and the classifier rows are meaningless; the baseline rows (always retrieve/generate,
+    random, human) are the real values from the annotation files."""
+    from gill_eval.decision.steps import run_features, run_score, run_train
+    from gill_eval.decision.table6 import Settings
+
+    work = Path(work_dir)
+    options = dict(source_options or {})
+    if feature_source == "clip-text" and "pretrained" not in options:
+        from gill_eval.models.tiny import tiny_clip_dir
+
+        options["pretrained"] = str(tiny_clip_dir())
+    features, _ = run_features(feature_source, options, out=work / "decision-features")
+    model, _ = run_train(features, out=work / "decision-classifier.pth.tar")
+    result = run_score(features, model, settings=Settings(thresholds=21, bootstrap=200, random_draws=200),
+                       report=work / "decision-report.md")
+    rows = result["rows"]
+    return {
+        "features": str(features),
+        "model": str(model),
+        "report": result["report"],
+        "always_retrieve": rows["always_retrieve"]["f1"],
+        "always_generate": rows["always_generate"]["f1"],
+        "random": rows["random"]["f1"],
+        "human": rows["human"]["f1"],
+        "classifier_range": [rows["classifier"]["min"], rows["classifier"]["max"]],
+        "classifier_at_half": rows["classifier"]["at_half"],
+    }
+
+
+def quickstart_pipeline(report: Path) -> Pipeline:
+    """The quickstart matrix, ``gill_eval/quickstart.toml`` (package data, its only description), writing
+    its report to ``report``: tiny SD / GLIDE / GILL / CLIP retrieval on every benchmark, tiny scorers."""
+    with resources.as_file(resources.files("gill_eval").joinpath(PIPELINE_FILE)) as path:
+        return dataclasses.replace(load_pipeline(path), path=Path(PIPELINE_FILE), report=report)
+
+
+def without_missing_packages(pipeline: Pipeline) -> tuple[Pipeline, list[str]]:
+    """The pipeline less the models whose optional package is not installed (``tiny-glide`` needs
+    glide-text2im, which no registry serves), with a preamble line per model saying how to install it."""
+    from gill_eval.models.registry import model_class
+
+    missing = {label: model_class(spec["name"]) for label, spec in pipeline.models.items()
+               if model_class(spec["name"]).missing_requirements()}
+    if not missing:
+        return pipeline, []
+    notes = [f"_{label} left out: it needs {', '.join(cls.missing_requirements())} ({cls.install_hint})._"
+             for label, cls in missing.items()]
+    runs = [{**run, "models": [m for m in run.get("models", []) if m not in missing]} for run in pipeline.runs]
+    models = {label: spec for label, spec in pipeline.models.items() if label not in missing}
+    kept = dataclasses.replace(pipeline, models=models, runs=[r for r in runs if r["models"]],
+                               preamble=[*pipeline.preamble, "", *notes])
+    return kept, list(missing)
+
+
+def run_bench_quickstart(out_dir: Path) -> dict[str, Any]:
+    """Run the quickstart pipeline, writing ``out_dir/quickstart.md`` (plus plots and gallery); a summary."""
+    out_dir = Path(out_dir)
+    pipeline, left_out = without_missing_packages(quickstart_pipeline(out_dir / "quickstart.md"))
+    for label in left_out:
+        info(f"[yellow]quickstart: {label} left out (its optional package is not installed; see the report)[/]")
+    results, report = execute(pipeline)
+    return {
+        "left_out": left_out,
+        "report": str(report) if report else None,
+        "gallery": str(pipeline.gallery_dir / "index.html") if report else None,
+        "results": len(results),
+        "unsupported": sum(r["status"] == "unsupported" for r in results),
+        "meaningless": True,
+    }
+
+
+def step_features(ctx: Context) -> dict[str, Any]:
     return run_features_quickstart(["cc3m-train", "cc3m-val", "vist", "visdial", "coco"])
 
 
 def step_decision(ctx: Context) -> dict[str, Any]:
-    from gill_eval.decision.quickstart_steps import run_decision_quickstart
-
     return run_decision_quickstart(ctx.work_dir / "decision")
 
 
 def step_bench(ctx: Context) -> dict[str, Any]:
-    from gill_eval.bench.quickstart_steps import run_bench_quickstart
-
     return run_bench_quickstart(ctx.work_dir / "reports")
 
 
@@ -195,6 +302,7 @@ def quickstart(
                 typer.echo(f"  {name}: Table 6 report {summary['report']} (baselines from the real annotations; "
                            "classifier rows from a tiny random text tower)")
             elif name == "bench + report":
-                typer.echo(f"  {name}: {summary['results']} results, report {summary['report']}")
+                typer.echo(f"  {name}: {summary['results']} results, report {summary['report']}, "
+                           f"gallery {summary['gallery']} (open it in a browser)")
             else:
                 typer.echo(f"  {name}: done")

@@ -10,6 +10,16 @@ Routes (``NAME`` is any file-like name; images are drawn from it, so the same UR
 - ``/truncated/NAME.jpg``  the first half of a good JPEG
 - ``/text/NAME``           an HTML page (200, not an image)
 - ``/flaky/NAME.jpg``      404 until ``server.healed`` is True, then a good JPEG
+- ``/file/NAME``           the bytes a test put in ``server.files[NAME]`` (404 when absent)
+- ``/file/NAME``           the bytes a test put in ``server.files[NAME]`` (404 when absent)
+- ``/trickle/NAME``        announces 2 GB, then sends 1 KB every ``server.trickle_interval`` seconds
+- ``/endless/NAME``        no Content-Length, 64 KB blocks as fast as the client reads
+- ``/loop/NAME``           a redirect to itself (urllib gives up after its redirect limit)
+- ``/redirect/NAME``       a redirect to ``/file/NAME``
+- ``/lie/NAME``            announces 100000 bytes, sends 10 and closes
+
+The streaming routes stop after ``server.stream_limit_s`` seconds whatever the client does, so a
+client that never gives up cannot hang the test session.
 
 Every request path is counted in ``server.requests`` (a Counter), so a test can check what was fetched.
 Import it from a test module: ``from httpserver import LoopbackServer``.
@@ -49,6 +59,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(b"<html><body>not an image</body></html>", "text/html")
         elif route == "flaky" and srv.healed:
             self._send(synthetic_image(name))
+        elif route == "file" and name in srv.files:
+            self._send(srv.files[name], "application/octet-stream")
+        elif route == "file" and name in srv.files:
+            self._send(srv.files[name], "application/octet-stream")
+        elif route in ("trickle", "endless"):
+            self._stream(trickle=route == "trickle")
+        elif route in ("loop", "redirect"):
+            self.send_response(302)
+            self.send_header("Location", self.path if route == "loop" else f"/file/{name}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif route == "lie":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.close_connection = True
         else:
             self.send_error(404)
 
@@ -61,6 +88,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test): nothing to do
+
+    def _stream(self, trickle: bool) -> None:
+        srv = self.server
+        stop = time.monotonic() + srv.stream_limit_s
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            if trickle:
+                self.send_header("Content-Length", str(2 * 10**9))
+            self.end_headers()
+            while time.monotonic() < stop:
+                self.wfile.write(b"x" * (1024 if trickle else 65536))
+                self.wfile.flush()
+                if trickle:
+                    time.sleep(srv.trickle_interval)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         return
@@ -76,6 +121,10 @@ class _Server(http.server.ThreadingHTTPServer):
         self.timeout_sleep = 4.0
         self.slow_delay = 0.0
         self.healed = False
+        self.files: dict[str, bytes] = {}
+        self.files: dict[str, bytes] = {}
+        self.trickle_interval = 0.5
+        self.stream_limit_s = 60.0
 
 
 class LoopbackServer:

@@ -17,29 +17,34 @@ from gill_eval.errors import ConfigError
 from gill_eval.store import Manifest, dataset_dir, write_manifest, write_shard
 
 
-def _png(seed: int, size=(40, 32)) -> bytes:
+def _png(seed: int, size=(40, 32), squash: bool = False) -> bytes:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)  # smooth-ish images, not pure noise
     im = Image.fromarray(base).resize(size, Image.Resampling.BILINEAR)
+    if squash:  # as `prepare vist` stores photos (--store gill-224): 224x224, aspect not kept
+        im = im.resize((224, 224), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _images_table(keys: list[str], failed: set[str] = frozenset()) -> pa.Table:
+def _images_table(keys: list[str], failed: set[str] = frozenset(), squash: bool = False) -> pa.Table:
     rows = []
+    w, h = (224, 224) if squash else (40, 32)
     for i, key in enumerate(keys):
         ok = key not in failed
-        rows.append({"key": key, "image": _png(1000 + i) if ok else None, "status": "success" if ok else "failed_to_download",
-                     "error_message": "" if ok else "HTTP 404", "width": 40 if ok else None, "height": 32 if ok else None})
+        rows.append({"key": key, "image": _png(1000 + i, squash=squash) if ok else None,
+                     "status": "success" if ok else "failed_to_download",
+                     "error_message": "" if ok else "HTTP 404", "width": w if ok else None, "height": h if ok else None})
     return pa.Table.from_pylist(rows)
 
 
-def _write(name: str, examples: pa.Table, images: pa.Table) -> None:
+def _write(name: str, examples: pa.Table, images: pa.Table, options: dict | None = None) -> None:
     folder = dataset_dir(name)
     write_shard(examples, folder / "examples" / "00000.parquet")
     write_shard(images, folder / "images" / "00000.parquet")
-    write_manifest(folder, Manifest(dataset=name, options={"fixture": True}, counts={"examples": examples.num_rows}))
+    write_manifest(folder, Manifest(dataset=name, options={"fixture": True, **(options or {})},
+                                    counts={"examples": examples.num_rows}))
 
 
 def build_fixture_data(n_stories: int = 6) -> None:
@@ -53,7 +58,8 @@ def build_fixture_data(n_stories: int = 6) -> None:
         stories.append({"story_id": f"5{s:03d}", "album_id": f"a{s}", "photo_ids": ids,
                          "texts": [f"story {s} sentence {p} about the [female] at the beach ." for p in range(5)]})
     missing = {f"{100 + n_stories}2"}  # the last story lacks a context image: not eligible
-    _write("vist", pa.Table.from_pylist(stories), _images_table(sorted(set(photos)), missing))
+    _write("vist", pa.Table.from_pylist(stories), _images_table(sorted(set(photos)), missing, squash=True),
+           {"store": "gill-224"})
     dialogs = [{"image_id": 185000 + d, "caption": f"caption {d}",
                 "questions": [f"is there a thing {r}?" for r in range(10)], "answers": [f"yes {r}" for r in range(10)]}
                for d in range(4)]
@@ -78,8 +84,8 @@ def test_vist_contexts_follow_the_grammar():
 
 
 def test_visdial_text_and_option_parsing():
-    text = visdial_text(["is it red", "how many?"], ["yes", "two"], 2)
-    assert text == "Q: is it red?\nA: yes\nQ: how many?\nA: two"
+    text = visdial_text(["is it red?", "how many ??"], ["yes ", "two"], 2)  # as prepared: "?" already there
+    assert text == "Q: is it red?\nA: yes \nQ: how many ??\nA: two"
     assert parse_rounds("10,1,5") == [1, 5, 10] and parse_seeds("0-2,7") == [0, 1, 2, 7]
     with pytest.raises(ConfigError):
         parse_rounds("0,11")

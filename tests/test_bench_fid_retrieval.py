@@ -14,7 +14,7 @@ from gill_eval.bench.scorers import Scorers, ScorerSpec
 from gill_eval.bench.vist import VistStories
 from gill_eval.bench.vist_retrieval import VistRetrieval
 from gill_eval.metrics import fid
-from gill_eval.models.base import RETRIEVE, Model
+from gill_eval.models.base import RETRIEVE, Model, example_seed
 from test_bench import ToyModel
 from test_bench_data import build_fixture_data
 
@@ -42,30 +42,64 @@ def shared_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GILL_EVAL_CACHE", str(tmp_path_factory.getbasetemp() / "bench-shared-cache"))
 
 
-def test_coco_fid_uses_content_keyed_reference_statistics(shared_cache, tmp_path):
+class ToyFailingOnce(ToyModel):
+    """The toy, failing one (example, run seed) pair: the image of caption 903 under run seed 1."""
+
+    name = "toy-failing-once"
+
+    def generate(self, contexts, seeds):
+        if example_seed(1, "903") in seeds:
+            raise RuntimeError("toy cannot draw caption 903 under seed 1")
+        return super().generate(contexts, seeds)
+
+
+def _torch_fidelity_fid(features: np.ndarray, reference: np.ndarray) -> float:
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    stat = lambda f: {"mu": f.astype(np.float64).mean(0), "sigma": np.cov(f.astype(np.float64), rowvar=False)}  # noqa: E731
+    return float(fid_statistics_to_metric(stat(features), stat(reference), verbose=False)["frechet_inception_distance"])
+
+
+def test_coco_fid_is_one_fid_per_seed_on_examples_generated_under_every_seed(shared_cache, tmp_path):
     build_fixture_data()
     for p in fid.reference_cache_dir().glob("*.npz"):
         p.unlink()
     scorers = Scorers(ScorerSpec(preset="tiny"))
-    first = run_benchmark(coco_fid(None), ToyModel(), "captions", RunOptions((0,), fid_bootstrap=5), scorers)
-    agg = first["metrics"]["fid"]["aggregate"]
+    first = run_benchmark(coco_fid(None), ToyFailingOnce(), "captions", RunOptions((0, 1), batch_size=1), scorers)
+    m = first["metrics"]["fid"]
+    agg = m["aggregate"]
     assert first["fid_reference"]["cached"] is False and first["fid_reference"]["n"] == 5
-    assert agg["mean"] > 0 and agg["ci_low"] <= agg["ci_high"] and first["metrics"]["fid"]["n_evaluated"] == 4
-    assert "rank-deficient" in first["metrics"]["fid"]["warning"]
-    # the same FID from torch-fidelity's statistics on the same features (oracle)
-    from torch_fidelity.metric_fid import fid_statistics_to_metric
-
+    assert first["failures"]["count"] == 1 and first["n_expected"] == 8
+    # 903 failed under seed 1, so it leaves seed 0's set too: 3 examples x 2 seeds are scored
+    assert m["n_evaluated"] == 6 and agg["n_examples"] == 3 and agg["n_seeds"] == 2
+    assert "rank-deficient" in m["warning"]
+    # oracle: each seed's images drawn again by the toy, torch-fidelity's FID against the reference images
     net, _ = scorers.inception
     bench = coco_fid(None)
     refs = bench.dataset.images(bench.reference_keys())
     ref_feats = fid.extract_features(net, [refs[k] for k in sorted(refs)])
-    [gen_npy] = list(__import__("pathlib").Path(first["generation"]["dir"]).glob("inception-*.npy"))
-    gen_feats = np.load(gen_npy)
-    stat = lambda f: {"mu": f.astype(np.float64).mean(0), "sigma": np.cov(f.astype(np.float64), rowvar=False)}  # noqa: E731
-    expected = fid_statistics_to_metric(stat(gen_feats), stat(ref_feats), verbose=False)["frechet_inception_distance"]
-    assert agg["mean"] == pytest.approx(expected, rel=1e-4)
-    second = run_benchmark(coco_fid(None), ToyModel(), "captions", RunOptions((0,), fid_bootstrap=5), scorers)
-    assert second["fid_reference"]["cached"] is True and second["metrics"]["fid"]["aggregate"]["mean"] == agg["mean"]
+    complete = ["900", "901", "902"]
+    expected = {}
+    for seed in (0, 1):
+        images = ToyModel().generate([[bench.captions[e]] for e in complete], [example_seed(seed, e) for e in complete])
+        expected[seed] = _torch_fidelity_fid(fid.extract_features(net, images), ref_feats)
+    assert m["per_seed"]["0"] == pytest.approx(expected[0], rel=1e-4)
+    assert m["per_seed"]["1"] == pytest.approx(expected[1], rel=1e-4)
+    assert expected[0] != pytest.approx(expected[1], rel=1e-3)
+    mean, std = (expected[0] + expected[1]) / 2, abs(expected[0] - expected[1]) / np.sqrt(2)
+    half = 12.706204736174698 * std / np.sqrt(2)  # t(0.975, 1 d.f.), from the table
+    assert agg["mean"] == pytest.approx(mean, rel=1e-4) and agg["std_over_seeds"] == pytest.approx(std, rel=1e-3)
+    assert agg["ci_low"] == pytest.approx(mean - half, rel=1e-3) and agg["ci_high"] == pytest.approx(mean + half, rel=1e-3)
+    second = run_benchmark(coco_fid(None), ToyFailingOnce(), "captions", RunOptions((0, 1), batch_size=1), scorers)
+    assert second["fid_reference"]["cached"] is True and second["metrics"]["fid"]["aggregate"] == agg
+
+
+def test_coco_fid_with_one_seed_reports_no_interval(shared_cache, tmp_path):
+    build_fixture_data()
+    result = run_benchmark(coco_fid(None), ToyModel(), "captions", RunOptions((0,)), Scorers(ScorerSpec(preset="tiny")))
+    agg = result["metrics"]["fid"]["aggregate"]
+    assert agg["mean"] == result["metrics"]["fid"]["per_seed"]["0"] and agg["mean"] > 0
+    assert agg["std_over_seeds"] is None and agg["ci_low"] is None and agg["ci_high"] is None
 
 
 def test_retrieval_follows_the_fromage_protocol(shared_cache):

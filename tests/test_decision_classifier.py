@@ -78,7 +78,8 @@ def test_linear_dropout_is_seeded_and_learns() -> None:
     c = train_linear_dropout(x, y, seed=6, steps=150, lr=1e-2)
     assert not np.array_equal(a.weight, c.weight)
     assert ((a.p_ret(x) > 0.5) == y.astype(bool)).mean() > 0.9
-    assert a.meta == {"classifier": "linear-dropout", "steps": 150, "lr": 1e-2, "optimizer": "AdamW", "seed": 5}
+    assert a.meta == {"classifier": "linear-dropout", "steps": 150, "lr": 1e-2, "optimizer": "AdamW", "seed": 5,
+                      "weight_decay": 0.0, "eps": 1e-8}
 
 
 @pytest.mark.parametrize(

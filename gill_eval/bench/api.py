@@ -9,43 +9,34 @@ from typing import Any
 
 import torch
 
-from gill_eval.bench.caption_fid import CONTEXT as FID_CONTEXT
-from gill_eval.bench.caption_fid import cc3m_fid, coco_fid
+from gill_eval.bench.registry import RETRIEVAL, benchmark as benchmark_spec
 from gill_eval.bench.runner import REFERENCE_PROTOCOLS, RunOptions, run_benchmark, score_generation_dir
 from gill_eval.bench.scorers import Scorers, ScorerSpec
-from gill_eval.bench.vist import VistBenchmark
-from gill_eval.bench.visdial import VisDialBenchmark, rounds_label
-from gill_eval.bench.vist_retrieval import VistRetrieval
 from gill_eval.errors import ConfigError
-from gill_eval.models.registry import load_model, model_class, option_types
-
-BENCHMARKS = ("vist", "visdial", "coco-fid", "cc3m-fid", "vist-retrieval")
-
+from gill_eval.models.base import RETRIEVE
+from gill_eval.models.registry import load_model, model_class
+from gill_eval.models.sampler import SamplerOptions
+from gill_eval.models.weights import require_staged
+from gill_eval.store.work import distributed_barrier, distributed_rank, launched_ranks
 
 def make_benchmark(name: str, num: int | None = None) -> Any:
-    if name == "vist":
-        return VistBenchmark()
-    if name == "visdial":
-        return VisDialBenchmark()
-    if name == "coco-fid":
-        return coco_fid(num)
-    if name == "cc3m-fid":
-        return cc3m_fid(num)
-    if name == "vist-retrieval":
-        return VistRetrieval()
-    raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    """The benchmark object registered as ``name`` (``num``: the FID caption count; None elsewhere)."""
+    return benchmark_spec(name).build(num)
 
 
 def default_contexts(benchmark: str) -> list[str]:
-    return {"vist": ["1c", "5c", "5c4i"], "visdial": [rounds_label(r) for r in (1, 5, 10)],
-            "coco-fid": [FID_CONTEXT], "cc3m-fid": [FID_CONTEXT], "vist-retrieval": ["5c4i"]}[benchmark]
+    """The contexts ``benchmark`` runs when none are given (the paper's columns)."""
+    return benchmark_spec(benchmark).contexts
 
 
 def model_options_for(benchmark: str, model: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """FID benchmarks default to the paper's FID sampler (guidance 3.0, 250 DDIM) where a model has a preset."""
+    """A benchmark that declares a ``sampler_preset`` (the FID ones: guidance 3.0 and 250 DDIM steps) gives
+    it to every model whose images come from SD (its options inherit ``SamplerOptions``), unless ``preset``
+    is given (docs/protocols.md, sampler)."""
     opts = dict(options)
-    if benchmark in ("coco-fid", "cc3m-fid") and "preset" not in opts and "preset" in option_types(model_class(model).Options):
-        opts["preset"] = "fid"
+    preset = benchmark_spec(benchmark).sampler_preset
+    if preset and "preset" not in opts and issubclass(model_class(model).Options, SamplerOptions):
+        opts["preset"] = preset
     return opts
 
 
@@ -69,26 +60,59 @@ def run(
     reference: str = "gill",
     label: str | None = None,
     num: int | None = None,
-    fid_bootstrap: int = 50,
+    limit: int | None = None,
 ) -> list[dict[str, Any] | None]:
-    """Generate (what is missing) and score ``model`` on ``benchmark`` for each context; results in order."""
+    """Generate (what is missing) and score ``model`` on ``benchmark`` for each context; results in order.
+
+    ``limit``: only the first N examples in the benchmark's fixed order (a partial run, recorded as such)."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: must be at least 1")
     if reference not in REFERENCE_PROTOCOLS:
         raise ConfigError(f"--reference {reference!r}: expected one of {', '.join(REFERENCE_PROTOCOLS)}")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
     _bind_local_gpu()
     bench = make_benchmark(benchmark, num)
-    loaded = load_model(model, model_options_for(benchmark, model, model_options or {}))
     scorers = Scorers(scorer or ScorerSpec())
-    if benchmark == "vist-retrieval":
+    require_staged(scorers.spec.required_weights(bench.kind))  # offline: fail before the model loads or generates
+    loaded = load_model(model, model_options_for(benchmark, model, model_options or {}))
+    if benchmark_spec(benchmark).kind == RETRIEVAL:
+        bench.limit = limit
         note = {"preset": scorers.spec.preset, "meaningless": scorers.spec.meaningless or model.startswith("tiny")}
+        if launched_ranks():
+            if loaded.can(RETRIEVE):
+                bench.embed(loaded, shard)
+            if not _rank_zero_once_all_ranks_are_done():
+                return [None]
         return [bench.run(loaded, shard, note, label)]
-    opts = RunOptions(tuple(seeds), shard, batch_size, reference, fid_bootstrap)
-    return [run_benchmark(bench, loaded, ctx, opts, scorers, label) for ctx in (contexts or default_contexts(benchmark))]
+    opts = RunOptions(tuple(seeds), shard, batch_size, reference, limit=limit)
+    labels = list(contexts or default_contexts(benchmark))
+    if launched_ranks():
+        for ctx in labels:
+            run_benchmark(bench, loaded, ctx, opts, scorers, label, score=False)
+        if not _rank_zero_once_all_ranks_are_done():
+            return [None for _ in labels]
+    return [run_benchmark(bench, loaded, ctx, opts, scorers, label) for ctx in labels]
+
+
+def _rank_zero_once_all_ranks_are_done() -> bool:
+    """Under torchrun/accelerate, after every rank generated its units: wait for all, then True on rank 0
+    only, which scores (nothing is left to generate by then); the other ranks report "pending"."""
+    distributed_barrier()
+    return distributed_rank()[0] == 0
+
+
+def status(gen_dirs: Sequence[Path] | None = None, seeds: Sequence[int] | None = None,
+           shards: int | None = None) -> list[dict[str, Any]]:
+    """``bench status``: units done and missing per shard, and what is left to score, per generation folder
+    (default: every folder under the data root)."""
+    from gill_eval.bench.status import folder_status, generation_dirs
+
+    return [folder_status(Path(d), make_benchmark, seeds, shards) for d in (gen_dirs or generation_dirs())]
 
 
 def rescore(gen_dir: Path, seeds: Sequence[int], scorer: ScorerSpec | None = None, reference: str = "gill",
-            label: str | None = None, num: int | None = None, fid_bootstrap: int = 50) -> dict[str, Any]:
+            label: str | None = None, num: int | None = None) -> dict[str, Any]:
     """``bench score``: score an existing generation folder again without the model."""
-    opts = RunOptions(tuple(seeds), None, 1, reference, fid_bootstrap)
+    opts = RunOptions(tuple(seeds), None, 1, reference)
     return score_generation_dir(gen_dir, lambda name, recorded: make_benchmark(name, num if num is not None else recorded), opts, Scorers(scorer or ScorerSpec()), label)

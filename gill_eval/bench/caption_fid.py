@@ -1,7 +1,12 @@
 """Text-to-image FID on a caption set (shared by ``coco-fid`` and ``cc3m-fid``).
 
-One image per caption (per seed) from the caption text alone; FID of the generated set against the
-reference statistics of the dataset's available images (torch-fidelity ``inception-v3-compat``).
+One image per caption (per seed) from the caption text alone; one FID per seed, of that seed's generated
+set against the reference statistics of the dataset's available images (torch-fidelity
+``inception-v3-compat``). Models whose images come from SD run the paper's FID sampler (docs/protocols.md).
+
+References are the real photos under FID's declared resize (centre square, LANCZOS 256; docs/protocols.md).
+A dataset whose images img2dataset letterboxed (``--resize-mode border``: white bars padding every photo
+to a square) is refused: the bars would stay in every reference and inflate FID.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class CaptionFidBenchmark:
         return False
 
     def reference_keys(self) -> list[str]:
+        check_unpadded(self.dataset)
         return sorted(self.dataset.available())
 
     def job(self, context: str) -> GenerationJob:
@@ -64,6 +70,16 @@ class CaptionFidBenchmark:
 
     def references(self, example_ids: Sequence[str]) -> dict[str, Image.Image]:
         raise NotImplementedError("FID compares sets, not pairs")
+
+
+def check_unpadded(dataset: PreparedDataset) -> None:
+    """Refuse reference images that were padded to a square when prepared (img2dataset's border mode)."""
+    options = dataset.manifest.options
+    if options.get("resize_mode") == "border" and options.get("store", "img2dataset") == "img2dataset":
+        split = f" --split {options['split']}" if "split" in options else ""
+        raise InputError(f"{dataset.folder}: images were stored letterboxed (img2dataset --resize-mode border), not "
+                         f"as the real photos FID needs; rerun `gill-eval prepare {dataset.name.split('-')[0]}{split} "
+                         "--overwrite` (its default --store keeps the photo's centre square)")
 
 
 def coco_fid(num: int | None = 30000, dataset: PreparedDataset | None = None) -> CaptionFidBenchmark:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,12 +24,36 @@ ModelOpt = Annotated[Optional[list[str]], typer.Option("--model-opt", help="Mode
 Seeds = Annotated[str, typer.Option("--seeds", help="Seeds, e.g. 0-4 or 0,1.")]
 Shard = Annotated[Optional[str], typer.Option("--shard", help="Worker i/N (combined with torchrun's RANK/WORLD_SIZE).")]
 Batch = Annotated[int, typer.Option("--batch-size", help="Contexts per generate call (does not change scores).")]
-Scorer = Annotated[str, typer.Option("--scorers", help="real: ViT-L/14, AlexNet, Inception weights; tiny: random (tests).")]
-Device = Annotated[str, typer.Option("--device", help="Device for the scoring networks.")]
-Precision = Annotated[str, typer.Option("--precision", help="CLIP scoring precision fp32|fp16|bf16.")]
+class ScorerPreset(StrEnum):
+    """``--scorers`` (bench/scorers.py SCORER_PRESETS)."""
+
+    real = "real"
+    tiny = "tiny"
+
+
+class ScorePrecision(StrEnum):
+    """``--precision`` of CLIP scoring (metrics/clip_similarity.py PRECISIONS)."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class ReferenceProtocol(StrEnum):
+    """``--reference`` (bench/runner.py REFERENCE_PROTOCOLS)."""
+
+    gill = "gill"
+    original = "original"
+
+
+Scorer = Annotated[ScorerPreset, typer.Option("--scorers", help="real: ViT-L/14, AlexNet, Inception weights; tiny: random (tests).")]
+Device = Annotated[str, typer.Option("--device", help="Device for the scoring networks: auto (CUDA when available; "
+                                                     "under torchrun this rank's GPU), cpu, cuda, cuda:N.")]
+Precision = Annotated[ScorePrecision, typer.Option("--precision", help="CLIP scoring precision.")]
 Label = Annotated[Optional[str], typer.Option("--label", help="Row label in reports (default: the model name).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
-Reference = Annotated[str, typer.Option("--reference", help="gill: as GILL scored (VIST references resized to 224x224; VisDial originals); original: as stored.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N examples in the benchmark's fixed order (a partial run, reported apart).")]
+Reference = Annotated[ReferenceProtocol, typer.Option("--reference", help="gill: as GILL scored (VIST references resized to 224x224; VisDial originals); original: as stored.")]
 
 
 def _api():  # noqa: ANN202 - the module; imported on use so that `gill-eval --help` needs no torch
@@ -40,7 +65,7 @@ def _api():  # noqa: ANN202 - the module; imported on use so that `gill-eval --h
 def _scorer(preset: str, device: str, precision: str):  # noqa: ANN202 - ScorerSpec, imported on use
     from gill_eval.bench.scorers import ScorerSpec
 
-    return ScorerSpec(preset=preset, device=device, precision=precision)
+    return ScorerSpec(preset=str(preset), device=device, precision=str(precision))
 
 
 def _finish(results: list, as_json: bool) -> None:
@@ -52,81 +77,128 @@ def _finish(results: list, as_json: bool) -> None:
 def vist(
     model: Model, model_opt: ModelOpt = None,
     context: Annotated[str, typer.Option("--context", help="Comma-separated: 1c, 5c, 5c4i or any NcMi.")] = "1c,5c,5c4i",
-    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = "gill",
-    scorers: Scorer = "real", device: Device = "cpu", precision: Precision = "fp32", label: Label = None, json: Json = False,
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = ReferenceProtocol.gill,
+    scorers: Scorer = ScorerPreset.real, device: Device = "auto", precision: Precision = ScorePrecision.fp32,
+    label: Label = None, limit: Limit = None, json: Json = False,
 ) -> None:
     """Table 1: the last image of each VIST story from its context; CLIP similarity and LPIPS."""
     contexts = [parse_vist_context(c).label for c in context.split(",") if c.strip()]
-    _finish(_api().run("vist", model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
-                    shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=_scorer(scorers, device, precision),
-                    reference=reference, label=label), json)
+    _run("vist", contexts, model, model_opt, seeds, shard, batch_size, _scorer(scorers, device, precision), label,
+         limit, json, reference)
 
 
 @app.command("visdial")
 def visdial(
     model: Model, model_opt: ModelOpt = None,
     rounds: Annotated[str, typer.Option("--rounds", help="Round counts, e.g. 1,5,10.")] = "1,5,10",
-    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = "gill",
-    scorers: Scorer = "real", device: Device = "cpu", precision: Precision = "fp32", label: Label = None, json: Json = False,
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = ReferenceProtocol.gill,
+    scorers: Scorer = ScorerPreset.real, device: Device = "auto", precision: Precision = ScorePrecision.fp32,
+    label: Label = None, limit: Limit = None, json: Json = False,
 ) -> None:
     """Table 2: the dialog's image from the Q/A lines of its first R rounds (no caption)."""
     contexts = [rounds_label(r) for r in parse_rounds(rounds)]
-    _finish(_api().run("visdial", model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
-                    shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=_scorer(scorers, device, precision),
-                    reference=reference, label=label), json)
+    _run("visdial", contexts, model, model_opt, seeds, shard, batch_size, _scorer(scorers, device, precision), label,
+         limit, json, reference)
 
 
-def _fid(benchmark: str, model: str, model_opt, num, seed, shard, batch_size, scorers, device, fid_bootstrap, label, json) -> None:
-    _finish(_api().run(benchmark, model, parse_option_pairs(model_opt or []), None, [seed], shard=resolve_shard_spec(shard),
-                    batch_size=batch_size, scorer=_scorer(scorers, device, "fp32"), label=label, num=num,
-                    fid_bootstrap=fid_bootstrap), json)
+def _run(benchmark: str, contexts: list[str] | None, model: str, model_opt: list[str] | None, seeds: str,
+         shard: str | None, batch_size: int, scorer, label: str | None, limit: int | None,  # noqa: ANN001 - ScorerSpec
+         as_json: bool, reference: str = "gill", num: int | None = None) -> None:
+    """The body every generation command shares: parse the shared options, run, print."""
+    _finish(_api().run(benchmark, model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
+                       shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=scorer, reference=str(reference),
+                       label=label, num=num, limit=limit), as_json)
 
 
-Bootstrap = Annotated[int, typer.Option("--fid-bootstrap", help="Bootstrap replicates for FID's interval (0: none).")]
+def _fid(benchmark: str, model: str, model_opt, num, seeds, shard, batch_size, scorers, device, label, json,
+         limit: int | None = None) -> None:
+    # One FID per seed; with 2+ seeds the result adds their std and a Student-t interval (docs/protocols.md).
+    _run(benchmark, None, model, model_opt, seeds, shard, batch_size, _scorer(scorers, device, "fp32"), label, limit,
+         json, num=num)
 
 
 @app.command("coco-fid")
 def coco_fid(
     model: Model, model_opt: ModelOpt = None,
     num: Annotated[int, typer.Option("--num", help="Captions from the prepared manifest (paper: 30000).")] = 30000,
-    seed: Annotated[int, typer.Option("--seed")] = 0, shard: Shard = None, batch_size: Batch = 8,
-    scorers: Scorer = "real", device: Device = "cpu", fid_bootstrap: Bootstrap = 50, label: Label = None, json: Json = False,
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8,
+    scorers: Scorer = ScorerPreset.real, device: Device = "auto", label: Label = None, limit: Limit = None, json: Json = False,
 ) -> None:
     """Table 8: zero-shot FID on MS-COCO 2014 val captions (SD/GILL default: guidance 3.0, 250 DDIM steps)."""
-    _fid("coco-fid", model, model_opt, num, seed, shard, batch_size, scorers, device, fid_bootstrap, label, json)
+    _fid("coco-fid", model, model_opt, num, seeds, shard, batch_size, scorers, device, label, json, limit)
 
 
 @app.command("cc3m-fid")
 def cc3m_fid(
     model: Model, model_opt: ModelOpt = None,
     num: Annotated[Optional[int], typer.Option("--num", help="Captions to use (default: all).")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0, shard: Shard = None, batch_size: Batch = 8,
-    scorers: Scorer = "real", device: Device = "cpu", fid_bootstrap: Bootstrap = 50, label: Label = None, json: Json = False,
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8,
+    scorers: Scorer = ScorerPreset.real, device: Device = "auto", label: Label = None, limit: Limit = None, json: Json = False,
 ) -> None:
-    """Tables 3-4: FID on the CC3M validation captions."""
-    _fid("cc3m-fid", model, model_opt, num, seed, shard, batch_size, scorers, device, fid_bootstrap, label, json)
+    """Tables 3-4: FID on the CC3M validation captions (SD/GILL default: guidance 3.0, 250 DDIM steps)."""
+    _fid("cc3m-fid", model, model_opt, num, seeds, shard, batch_size, scorers, device, label, json, limit)
 
 
 @app.command("vist-retrieval")
 def vist_retrieval(
-    model: Model, model_opt: ModelOpt = None, shard: Shard = None, label: Label = None, json: Json = False,
+    model: Model, model_opt: ModelOpt = None, shard: Shard = None, label: Label = None, limit: Limit = None,
+    json: Json = False,
 ) -> None:
     """Table 5: recall@1/5/10 of the story's last image from 5 captions and 4 images (FROMAGe protocol)."""
     _finish(_api().run("vist-retrieval", model, parse_option_pairs(model_opt or []), shard=resolve_shard_spec(shard),
-                    label=label), json)
+                    label=label, limit=limit), json)
 
 
 @app.command("score")
 def score(
     generation_dir: Annotated[Path, typer.Argument(help="A folder under <data>/generations/... (has provenance.json).")],
-    seeds: Seeds = "0", reference: Reference = "gill", scorers: Scorer = "real", device: Device = "cpu",
-    precision: Precision = "fp32", num: Annotated[Optional[int], typer.Option("--num")] = None,
-    fid_bootstrap: Bootstrap = 50, label: Label = None, json: Json = False,
+    seeds: Seeds = "0", reference: Reference = ReferenceProtocol.gill, scorers: Scorer = ScorerPreset.real,
+    device: Device = "auto", precision: Precision = ScorePrecision.fp32, num: Annotated[Optional[int], typer.Option("--num")] = None,
+    label: Label = None, json: Json = False,
 ) -> None:
     """Score generated images again (other scorers, protocol or seeds) without regenerating."""
-    result = _api().rescore(generation_dir, parse_seeds(seeds), _scorer(scorers, device, precision), reference, label, num,
-                         fid_bootstrap)
+    result = _api().rescore(generation_dir, parse_seeds(seeds), _scorer(scorers, device, precision), str(reference), label,
+                            num)
     _finish([result], json)
+
+
+@app.command("list")
+def list_benchmarks(json: Json = False) -> None:
+    """Registered benchmarks (built-in and plugins) with their table, contexts, metrics and default protocol."""
+    from gill_eval.bench.registry import benchmarks
+
+    rows = [{"benchmark": spec.name, "table": spec.layout.title, "kind": spec.kind, "contexts": spec.contexts,
+             "metrics": spec.metrics, "protocol": spec.protocol_text, "protocol_version": spec.protocol.version}
+            for spec in benchmarks()]
+    if json:
+        emit_json(rows)
+        return
+    for row in rows:
+        info(f"[bold]{row['benchmark']}[/bold]  {row['table']}\n  contexts {', '.join(row['contexts'])}; "
+             f"metrics {', '.join(row['metrics'])}\n  {row['protocol']}")
+
+
+@app.command("status")
+def status(
+    generation_dir: Annotated[Optional[list[Path]], typer.Argument(
+        help="Generation folders (default: every folder under <data>/generations).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        "--seeds", help="The run's seeds, e.g. 0-4 (default: the seeds its workers recorded).")] = None,
+    shards: Annotated[Optional[int], typer.Option(
+        "--shards", help="N of the workers' --shard i/N (default: the N their done markers record).")] = None,
+    json: Json = False,
+) -> None:
+    """Units done and missing per shard, and what is left to score, for each generation folder."""
+    rows = _api().status(generation_dir or None, parse_seeds(seeds) if seeds else None, shards)
+    if json:
+        emit_json(rows)
+        return
+    if not rows:
+        info("no generation folders under this data root")
+    for row in rows:
+        shards_text = ", ".join(f"{s['shard']} {s['done']}/{s['units']}" for s in row["shards"])
+        info(f"{row['benchmark']} {row['context']} {row['model']} seeds {row['seeds']}: "
+             f"{row['done']}/{row['units']} units ({shards_text}); {row['next']}  ({row['dir']})")
 
 
 @fid_stats_app.command("list")

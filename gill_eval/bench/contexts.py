@@ -1,4 +1,4 @@
-"""Evaluation inputs: which captions and images a model sees (datasets.md, GILL Tables 1-2 and Fig. 6/8).
+"""Evaluation inputs: which captions and images a model sees (docs/protocols.md, GILL Tables 1-2 and Fig. 6/8).
 
 VIST contexts are written ``NcMi``: the last N captions of the story, with the M images that precede the
 last caption interleaved, each image after its own caption. ``1c`` = ``1c0i`` (the last caption),
@@ -71,13 +71,16 @@ def parse_rounds(text: str) -> list[int]:
 
 
 def visdial_text(questions: list[str], answers: list[str], rounds: int) -> str:
-    """``"Q: ...?\\nA: ..."`` lines of the first ``rounds`` rounds (a '?' added where the question lacks it)."""
+    """``"Q: " + question`` and ``"A: " + answer`` lines of the first ``rounds`` rounds, joined by newlines.
+
+    ``questions`` are the prepared ones, which already carry the official "?" (datasets/visdial.py);
+    nothing is stripped or added, as in the official script (docs/protocols.md, VisDial).
+    """
     if len(questions) < rounds or len(answers) < rounds:
         raise ValueError(f"dialog has {min(len(questions), len(answers))} rounds, {rounds} requested")
     lines = []
     for q, a in zip(questions[:rounds], answers[:rounds], strict=True):
-        q = q.strip()
-        lines += [f"Q: {q if q.endswith('?') else q + '?'}", f"A: {a.strip()}"]
+        lines += [f"Q: {q}", f"A: {a}"]
     return "\n".join(lines)
 
 
@@ -88,8 +91,10 @@ def parse_seeds(text: str) -> list[int]:
         for part in text.split(","):
             part = part.strip()
             if "-" in part:
-                lo, hi = part.split("-")
-                seeds.update(range(int(lo), int(hi) + 1))
+                lo, hi = (int(x) for x in part.split("-"))
+                if hi < lo:
+                    raise ConfigError(f"--seeds {text!r}: the range {lo}-{hi} is reversed; write {hi}-{lo}")
+                seeds.update(range(lo, hi + 1))
             elif part:
                 seeds.add(int(part))
     except ValueError:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from gill_eval.errors import InputError
-from gill_eval.store import dataset_dir, iter_batches, list_shards, read_manifest
+from gill_eval.store import dataset_dir, iter_batches, list_shards, read_manifest, verify_manifest
 
 Image.MAX_IMAGE_PIXELS = 64_000_000  # decompression-bomb guard (PIL raises above 2x this)
 
@@ -47,6 +47,7 @@ class PreparedDataset:
         self.name = name
         self.folder = folder or dataset_dir(name)
         self.manifest = read_manifest(self.folder)
+        verify_manifest(self.folder, self.manifest, f"rerun the `gill-eval prepare` command that made {name} to repair it")
         self._index: dict[str, Path] | None = None
 
     @property

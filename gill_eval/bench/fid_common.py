@@ -2,7 +2,7 @@
 
 Reference statistics are computed once per (reference image-id manifest, resize mode, extractor, weights)
 and cached under the cache root (``metrics.fid``); generated-image features are written to an ``.npy``
-beside the generated images (memory-mapped on read), so a rescore or a bootstrap never re-runs Inception.
+beside the generated images (memory-mapped on read), so a rescore never re-runs Inception.
 """
 
 from __future__ import annotations
@@ -62,7 +62,14 @@ def generated_features(plan: WorkPlan, net: Any, weights_sha: str, device: str) 
     scored = hashlib.sha256(json.dumps([[r["example_id"], r["seed"], r["status"]] for r in rows]).encode()).hexdigest()
     path = plan.out_dir / f"inception-{weights_sha[:12]}-{scored[:16]}.npy"
     if path.is_file():
-        return rows, np.load(path, mmap_mode="r")
+        try:
+            cached = np.load(path, mmap_mode="r")
+            if cached.shape == (n_ok, fidlib.FEATURE_DIM):
+                return rows, cached
+            problem = f"shape {cached.shape}, expected {(n_ok, fidlib.FEATURE_DIM)}"
+        except (OSError, ValueError, EOFError) as exc:  # a truncated cache: derived, so recomputed
+            problem = str(exc)
+        info(f"[yellow]{path}: broken feature cache ({problem}); recomputing it[/]")
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_ok, fidlib.FEATURE_DIM))
         filled = 0

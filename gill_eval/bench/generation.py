@@ -13,6 +13,7 @@ one example at a time to isolate the culprit): coverage is reported, never hidde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from gill_eval.console import info, make_progress
-from gill_eval.errors import ConfigError
+from gill_eval.errors import ConfigError, InputError
 from gill_eval.models.base import CapabilityError, Context, Model, example_seed
 from gill_eval.store import ShardSpec, UnitOfWork, WorkPlan, atomic_write_json, data_root, iter_rows, write_shard
 
@@ -52,8 +53,23 @@ class GenerationJob:
         self.example_ids = sorted(self.example_ids)
 
 
+def limit_suffix(limit: int | None) -> str:
+    """Folder-name suffix of a partial ``--limit N`` run (its generations and results never mix with full ones)."""
+    return f"-limit{limit}" if limit else ""
+
+
+def limited(job: GenerationJob, limit: int | None) -> GenerationJob:
+    """``job`` on its first ``limit`` examples in its fixed (sorted id) order; ``limit`` is recorded in the protocol."""
+    if not limit:
+        return job
+    if limit < 1:
+        raise ConfigError(f"--limit {limit}: must be at least 1")
+    return dataclasses.replace(job, example_ids=job.example_ids[:limit], protocol={**job.protocol, "limit": limit})
+
+
 def generation_dir(job: GenerationJob, model: Model) -> Path:
-    return data_root() / "generations" / job.benchmark / model.fingerprint_hash() / f"{job.context}-{job.data_hash[:12]}"
+    return (data_root() / "generations" / job.benchmark / model.fingerprint_hash()
+            / f"{job.context}-{job.data_hash[:12]}{limit_suffix(job.protocol.get('limit'))}")
 
 
 def plan_for(job: GenerationJob, out_dir: Path, seeds: Sequence[int]) -> WorkPlan:
@@ -61,7 +77,8 @@ def plan_for(job: GenerationJob, out_dir: Path, seeds: Sequence[int]) -> WorkPla
     units = []
     for seed in seeds:
         for block, start in enumerate(range(0, len(job.example_ids), BLOCK)):
-            units.append(UnitOfWork(f"seed{seed}-block{block:05d}", len(units), {"seed": seed, "start": start}))
+            units.append(UnitOfWork(f"seed{seed}-block{block:05d}", len(units),
+                                    {"seed": seed, "start": start, "run_seeds": list(seeds)}))
     return WorkPlan(out_dir, units)
 
 
@@ -70,10 +87,26 @@ def _write_provenance(out_dir: Path, job: GenerationJob, model: Model) -> None:
     record = {"benchmark": job.benchmark, "context": job.context, "data_hash": job.data_hash,
               "model": model.fingerprint(), "model_fingerprint_hash": model.fingerprint_hash(), "protocol": job.protocol}
     if path.is_file():
-        if json.loads(path.read_text(encoding="utf-8")) != json.loads(json.dumps(record, default=str)):
-            raise ConfigError(f"{path}: differs from this run's model/protocol; remove the folder to regenerate")
-        return
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:  # the folder name already keys model and data: rewrite it
+            info(f"[yellow]{path}: unreadable ({type(exc).__name__}); writing it again from this run[/]")
+        else:
+            if old != json.loads(json.dumps(record, default=str)):
+                raise ConfigError(f"{path}: differs from this run's model/protocol; remove the folder to regenerate")
+            return
     atomic_write_json(path, record)
+
+
+def read_provenance(gen_dir: Path) -> dict[str, Any]:
+    """A generation folder's ``provenance.json`` (benchmark, context, data hash, model, protocol)."""
+    path = Path(gen_dir) / "provenance.json"
+    if not path.is_file():
+        raise InputError(f"{gen_dir}: no provenance.json; not a gill-eval generation folder")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{path}: unreadable ({exc}); rerun the bench command that made {gen_dir} to rewrite it") from None
 
 
 def _generate_rows(model: Model, contexts: list[Context], seeds: list[int]) -> list[tuple[str, str, Any, bool]]:
@@ -95,36 +128,58 @@ def _generate_rows(model: Model, contexts: list[Context], seeds: list[int]) -> l
 def run_generation(
     model: Model, job: GenerationJob, seeds: Sequence[int], spec: ShardSpec | None = None, batch_size: int = 8
 ) -> WorkPlan:
-    """Generate the pending units owned by ``spec``; return the plan (``plan.all_done()`` tells if complete)."""
-    from gill_eval.bench.data import encode_png
+    """Generate the pending units owned by ``spec``; return the plan (``plan.all_done()`` tells if complete).
 
+    Units another run on the same root is generating are left to it (per-unit claims, docs/reliability.md).
+    """
     plan = plan_for(job, generation_dir(job, model), seeds)
     _write_provenance(plan.out_dir, job, model)
     pending = plan.pending(spec)
     fp = model.fingerprint_hash()
     if pending:
         info(f"{job.benchmark} {job.context}: generating {len(pending)} of {len(plan.units)} units with {model.name}")
+    busy = 0
     with make_progress() as progress:
         task = progress.add_task(f"generate {job.benchmark} {job.context}", total=len(pending))
         for unit in pending:
-            seed, start = unit.payload["seed"], unit.payload["start"]
-            ids = job.example_ids[start : start + BLOCK]
-            ex_seeds = [example_seed(seed, eid) for eid in ids]
-            contexts = job.build_contexts(ids)
-            rows: list[dict[str, Any]] = []
-            for b in range(0, len(ids), batch_size):
-                outs = _generate_rows(model, contexts[b : b + batch_size], ex_seeds[b : b + batch_size])
-                for eid, es, (status, err, im, trunc) in zip(ids[b : b + batch_size], ex_seeds[b : b + batch_size], outs, strict=True):
-                    rows.append({"example_id": eid, "seed": seed, "example_seed": es, "status": status,
-                                 "error_message": err, "image": encode_png(im) if im is not None else None,
-                                 "width": im.width if im is not None else None,
-                                 "height": im.height if im is not None else None,
-                                 "truncated": trunc, "model_fingerprint": fp, "context": job.context})
-            write_shard(pa.Table.from_pylist(rows, schema=SCHEMA), plan.out_dir / f"{unit.uid}.parquet")
-            plan.mark_done(unit, {"rows": len(rows), "failed": sum(r["status"] != "success" for r in rows),
-                                  "batch_size": batch_size, "worker": str(spec or ShardSpec()), "host": socket.gethostname()})
+            if not plan.claim(unit):  # another run on this root holds or finished it: split, never redo
+                busy += 1
+                progress.advance(task)
+                continue
+            try:
+                _generate_unit(model, job, plan, unit, spec, batch_size, fp)
+            finally:
+                plan.release(unit)
             progress.advance(task)
+    if pending:
+        info(f"{job.benchmark} {job.context}: generated {len(pending) - busy} unit(s)"
+             + (f"; {busy} left to another run on this data root" if busy else ""))
     return plan
+
+
+def _generate_unit(model: Model, job: GenerationJob, plan: WorkPlan, unit: UnitOfWork, spec: ShardSpec | None,
+                   batch_size: int, fp: str) -> None:
+    """Generate one unit's images and write its shard, then its done marker."""
+    from gill_eval.bench.data import encode_png
+
+    seed, start = unit.payload["seed"], unit.payload["start"]
+    ids = job.example_ids[start : start + BLOCK]
+    ex_seeds = [example_seed(seed, eid) for eid in ids]
+    contexts = job.build_contexts(ids)
+    rows: list[dict[str, Any]] = []
+    for b in range(0, len(ids), batch_size):
+        outs = _generate_rows(model, contexts[b : b + batch_size], ex_seeds[b : b + batch_size])
+        for eid, es, (status, err, im, trunc) in zip(ids[b : b + batch_size], ex_seeds[b : b + batch_size], outs, strict=True):
+            rows.append({"example_id": eid, "seed": seed, "example_seed": es, "status": status,
+                         "error_message": err, "image": encode_png(im) if im is not None else None,
+                         "width": im.width if im is not None else None,
+                         "height": im.height if im is not None else None,
+                         "truncated": trunc, "model_fingerprint": fp, "context": job.context})
+    path = write_shard(pa.Table.from_pylist(rows, schema=SCHEMA), plan.out_dir / f"{unit.uid}.parquet")
+    plan.mark_done(unit, {"rows": len(rows), "failed": sum(r["status"] != "success" for r in rows),
+                          "batch_size": batch_size, "worker": str(spec or ShardSpec()), "host": socket.gethostname(),
+                          "run_seeds": unit.payload["run_seeds"]},
+                   [path])
 
 
 def read_generations(plan: WorkPlan, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from gill_eval.bench.protocol import check_current, stamp
 from gill_eval.errors import InputError
 from gill_eval.store import atomic_write_json, data_root, write_shard
 
@@ -38,7 +39,9 @@ def result_dir(benchmark: str, fingerprint_hash: str, context: str, scorer: dict
 
 
 def write_result(folder: Path, result: dict[str, Any], scores: pd.DataFrame | None) -> Path:
-    """Scores first, then result.json (the file report looks for), each atomically."""
+    """Scores first, then result.json (the file report looks for), each atomically; the result records
+    its benchmark's protocol version (docs/protocols.md)."""
+    stamp(result)
     if scores is not None:
         table = pa.Table.from_pandas(scores.reset_index(drop=True), schema=SCORES_SCHEMA, preserve_index=False)
         write_shard(table, folder / SCORES_FILE)
@@ -47,7 +50,10 @@ def write_result(folder: Path, result: dict[str, Any], scores: pd.DataFrame | No
 
 
 def load_results(root: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """Every result under ``root`` (default: the results root), each with ``_dir`` set to its folder."""
+    """Every result under ``root`` (default: the results root), each with ``_dir`` set to its folder.
+
+    A result computed under an earlier protocol of its benchmark is refused with the command that
+    recomputes it, never mixed into a table."""
     base = Path(root) if root is not None else results_root()
     found = []
     for path in sorted(base.rglob(RESULT_FILE)):
@@ -55,6 +61,7 @@ def load_results(root: str | os.PathLike[str] | None = None) -> list[dict[str, A
             result = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: malformed result file ({exc})") from exc
+        check_current(result, str(path))
         result["_dir"] = str(path.parent)
         found.append(result)
     return found

@@ -7,7 +7,7 @@ every model in a table is generated, scored and counted the same way.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +18,20 @@ import pandas as pd
 from PIL import Image
 
 from gill_eval.bench.data import PreparedDataset, decode_image
-from gill_eval.bench.generation import GenerationJob, plan_for, read_generations, run_generation
+from gill_eval.bench.generation import (GenerationJob, limit_suffix, limited, plan_for, read_generations, read_provenance,
+                                        run_generation)
 from gill_eval.bench.provenance import run_metadata
+from gill_eval.bench.registry import find as find_benchmark
 from gill_eval.bench.results import result_dir, write_result
 from gill_eval.bench.scorers import SCORE_BATCH, Scorers
 from gill_eval.console import info, make_progress
 from gill_eval.errors import InputError
 from gill_eval.metrics import fid as fidlib
 from gill_eval.metrics.clip_similarity import cosine_rows
-from gill_eval.metrics.stats import aggregate
+from gill_eval.metrics.stats import aggregate, over_seeds
 from gill_eval.models.base import ACCEPTS_IMAGES, GENERATE, Model
 from gill_eval.store import ShardSpec, WorkPlan
 
-GILL_REFERENCE_SIZE = 224
 REFERENCE_PROTOCOLS = ("gill", "original")
 
 
@@ -56,7 +57,7 @@ class RunOptions:
     shard: ShardSpec | None = None
     batch_size: int = 8
     reference_protocol: str = "gill"
-    fid_bootstrap: int = 50
+    limit: int | None = None  # --limit N: the first N examples only (a partial run, kept apart in reports)
 
 
 def _model_block(model: Model, label: str | None) -> dict[str, Any]:
@@ -68,7 +69,8 @@ def _base_result(bench: GenerationBenchmark, context: str, model_block: dict, op
     return {"benchmark": bench.name, "table": bench.table, "context": context, "model": model_block,
             "seeds": list(opts.seeds), "data": {"dataset": bench.dataset.name, "manifest_hash": bench.dataset.content_hash,
                                                 **bench.coverage()},
-            "scorers": scorers.spec.as_dict(), "meaningless": scorers.spec.meaningless, "run": run_metadata()}
+            "scorers": scorers.spec.as_dict(), "meaningless": scorers.spec.meaningless, "run": run_metadata(),
+            "limit": opts.limit}
 
 
 def unsupported_reason(model: Model, bench: GenerationBenchmark, context: str) -> str | None:
@@ -81,20 +83,24 @@ def unsupported_reason(model: Model, bench: GenerationBenchmark, context: str) -
 
 
 def run_benchmark(
-    bench: GenerationBenchmark, model: Model, context: str, opts: RunOptions, scorers: Scorers, label: str | None = None
+    bench: GenerationBenchmark, model: Model, context: str, opts: RunOptions, scorers: Scorers, label: str | None = None,
+    score: bool = True,
 ) -> dict[str, Any] | None:
-    """Generate what is missing, then score if every unit (all workers) is done. Returns the result or None."""
+    """Generate what is missing, then score if every unit (all workers) is done and ``score`` (False: a
+    torchrun rank that leaves scoring to rank 0). Returns the result or None."""
     block = _model_block(model, label)
     reason = unsupported_reason(model, bench, context)
     if reason is not None:
         result = {**_base_result(bench, context, block, opts, scorers), "status": "unsupported", "reason": reason,
-                  "n_expected": len(bench.job(context).example_ids) * len(opts.seeds)}
-        folder = result_dir(bench.name, block["fingerprint_hash"], context, scorers.spec.as_dict())
+                  "n_expected": len(limited(bench.job(context), opts.limit).example_ids) * len(opts.seeds)}
+        folder = result_dir(bench.name, block["fingerprint_hash"], context + limit_suffix(opts.limit), scorers.spec.as_dict())
         write_result(folder, result, None)
         info(f"{bench.name} {context}: {reason} (reported as '-')")
         return {**result, "_dir": str(folder)}
-    job = bench.job(context)
+    job = limited(bench.job(context), opts.limit)
     plan = run_generation(model, job, opts.seeds, opts.shard, opts.batch_size)
+    if not score:
+        return None
     if not plan.all_done():
         left = sum(not plan.is_done(u) for u in plan.units)
         info(f"{bench.name} {context}: {left} units still pending in other workers; "
@@ -107,12 +113,10 @@ def score_generation_dir(
     gen_dir: Path, make_bench: Callable[[str, int | None], GenerationBenchmark], opts: RunOptions, scorers: Scorers, label: str | None = None
 ) -> dict[str, Any]:
     """Score an existing generation folder again (no model needed; its provenance says what it holds)."""
-    prov_path = Path(gen_dir) / "provenance.json"
-    if not prov_path.is_file():
-        raise InputError(f"{gen_dir}: no provenance.json; not a gill-eval generation folder")
-    prov = json.loads(prov_path.read_text(encoding="utf-8"))
+    prov = read_provenance(gen_dir)
     bench = make_bench(prov["benchmark"], prov.get("protocol", {}).get("num"))  # FID runs record --num
-    job = bench.job(prov["context"])
+    limit = prov.get("protocol", {}).get("limit")  # a partial run stays partial when scored again
+    job, opts = limited(bench.job(prov["context"]), limit), dataclasses.replace(opts, limit=limit)
     if job.data_hash != prov["data_hash"]:
         raise InputError(f"{gen_dir}: generated from another version of dataset {bench.dataset.name}")
     plan = plan_for(job, Path(gen_dir), opts.seeds)
@@ -127,6 +131,7 @@ def score_generation_dir(
 def score_plan(
     bench: GenerationBenchmark, job: GenerationJob, plan: WorkPlan, block: dict, opts: RunOptions, scorers: Scorers
 ) -> dict[str, Any]:
+    _check_generated_rows(job, plan, opts)
     result = _base_result(bench, job.context, block, opts, scorers)
     result.update(status="ok", protocol={**job.protocol, "reference": opts.reference_protocol},
                   generation={"dir": str(plan.out_dir), "units": len(plan.units)})
@@ -141,7 +146,7 @@ def score_plan(
     result["failures"] = {"count": int(len(failed)),
                           "first_error": None if failed.empty else str(failed.iloc[0]["error_message"])}
     result["provenance_scorers"] = scorers.provenance
-    folder = result_dir(bench.name, block["fingerprint_hash"], job.context, scorers.spec.as_dict())
+    folder = result_dir(bench.name, block["fingerprint_hash"], job.context + limit_suffix(opts.limit), scorers.spec.as_dict())
     write_result(folder, result, scores)
     result["_dir"] = str(folder)
     info(f"{bench.name} {job.context} [{block['label']}]: " + ", ".join(
@@ -150,11 +155,24 @@ def score_plan(
     return result
 
 
+def _check_generated_rows(job: GenerationJob, plan: WorkPlan, opts: RunOptions) -> None:
+    """The generation folder must hold exactly one row per (example, seed) of this job: n evaluated can
+    never exceed n expected (docs/reliability.md)."""
+    want = {(eid, seed) for seed in opts.seeds for eid in job.example_ids}
+    got = [(r["example_id"], r["seed"]) for r in read_generations(plan, columns=["example_id", "seed"])]
+    if len(got) != len(want) or set(got) != want:
+        raise InputError(f"{plan.out_dir}: holds {len(got)} generated rows, this job expects {len(want)} "
+                         "(the dataset or the folder changed); remove the folder to regenerate")
+
+
 def _prepare_reference(image: Image.Image, protocol: str, benchmark: str) -> Image.Image:
-    # GILL resized the real VIST images to 224x224 (aspect not kept) when downloading them and scored
-    # against those copies; VisDial was scored against the original VisualDialog_val2018 JPEGs.
-    if protocol == "gill" and benchmark == "vist":
-        return image.resize((GILL_REFERENCE_SIZE, GILL_REFERENCE_SIZE), Image.Resampling.BICUBIC)
+    # Under --reference gill a benchmark's declared ``reference_size`` applies: VIST's 224 (GILL's squashed
+    # downloads, stored exactly by `prepare vist`, so the identity for them); VisDial declares none, as it was
+    # scored against the original VisualDialog_val2018 JPEGs (docs/protocols.md).
+    spec = find_benchmark(benchmark)
+    size = spec.reference_size if spec is not None else None
+    if protocol == "gill" and size:
+        return image.resize((size, size), Image.Resampling.BICUBIC)
     return image
 
 
@@ -204,25 +222,28 @@ def _score_similarity(
 def _score_fid(
     bench: GenerationBenchmark, plan: WorkPlan, opts: RunOptions, scorers: Scorers, result: dict
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One FID per seed (that seed's images of the examples generated under every seed, against the
+    reference), then their mean, seed std and Student-t interval (docs/protocols.md, statistics)."""
     from gill_eval.bench.fid_common import generated_features, reference_statistics
 
     net, weights_sha = scorers.inception
-    reference, ref_meta = reference_statistics(bench, net, weights_sha, scorers.spec.device)
-    rows, features = generated_features(plan, net, weights_sha, scorers.spec.device)
-    ok = [r for r in rows if r["status"] == "success"]
-    metrics: dict[str, Any] = {"fid": {"n_evaluated": len(ok), "aggregate": None}}
-    if len(ok) >= 2:
-        running = fidlib.RunningStats()
-        for start in range(0, len(features), 1024):
-            running.update(features[start : start + 1024])
-        value = fidlib.frechet_distance(running.statistics(), reference)
-        low, high = fidlib.fid_bootstrap(features, reference, opts.fid_bootstrap) if opts.fid_bootstrap else (None, None)
-        metrics["fid"]["aggregate"] = {"mean": value, "std_over_seeds": None, "ci_low": low, "ci_high": high,
-                                       "n_examples": len(ok), "n_seeds": len(opts.seeds),
-                                       "bootstrap_replicates": opts.fid_bootstrap}
-        if len(ok) < fidlib.FEATURE_DIM:
-            metrics["fid"]["warning"] = (f"only {len(ok)} generated images (< {fidlib.FEATURE_DIM} feature dims): "
-                                         "the covariance is rank-deficient and FID is biased upwards")
+    reference, ref_meta = reference_statistics(bench, net, weights_sha, scorers.device)
+    rows, features = generated_features(plan, net, weights_sha, scorers.device)
+    ok = [r for r in rows if r["status"] == "success"]  # features[i] belongs to ok[i]
+    seeds_of: dict[str, set[int]] = {}
+    for r in ok:
+        seeds_of.setdefault(r["example_id"], set()).add(r["seed"])
+    complete = {e for e, seeds in seeds_of.items() if seeds >= set(opts.seeds)}
+    labels = [r["seed"] if r["example_id"] in complete and r["seed"] in opts.seeds else None for r in ok]
+    metrics: dict[str, Any] = {"fid": {"n_evaluated": len(complete) * len(opts.seeds), "aggregate": None}}
+    if len(complete) >= 2:
+        per_seed = dict(sorted((seed, fidlib.frechet_distance(stats, reference))
+                               for seed, stats in fidlib.statistics_by_group(features, labels).items()))
+        metrics["fid"]["aggregate"] = over_seeds(list(per_seed.values()), len(complete)).as_dict()
+        metrics["fid"]["per_seed"] = {str(seed): value for seed, value in per_seed.items()}
+        if len(complete) < fidlib.FEATURE_DIM:
+            metrics["fid"]["warning"] = (f"only {len(complete)} generated images per seed (< {fidlib.FEATURE_DIM} "
+                                         "feature dims): the covariance is rank-deficient and FID is biased upwards")
     result["fid_reference"] = ref_meta
     scores = pd.DataFrame({"example_id": [r["example_id"] for r in rows], "seed": [r["seed"] for r in rows],
                            "metric": "generated", "value": [1.0 if r["status"] == "success" else np.nan for r in rows],

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 
 from gill_eval.errors import ConfigError
-from gill_eval.metrics.clip_similarity import ClipImageEmbedder
+from gill_eval.metrics.clip_similarity import PRECISIONS, ClipImageEmbedder, official_clip_preprocess
 from gill_eval.metrics.fid import build_random_inception_weights, load_inception
 from gill_eval.metrics.lpips import LpipsScorer, build_lpips
 from gill_eval.store import atomic_path, cache_root, sha256_file
 
+SCORER_PRESETS = ("real", "tiny")
 #: Chunk size used for scoring: fixed, so scores never depend on generation batch size or worker count.
 SCORE_BATCH = 16
 
@@ -34,12 +35,23 @@ class ScorerSpec:
     clip_pretrained: str = "openai"
     lpips_trunk: str | None = None  # None: staged lpips-alex; or a path
     inception: str | None = None  # None: staged fid-inception; or a path
-    device: str = "cpu"
+    device: str = "auto"  # auto: CUDA when available (under torchrun, this rank's GPU), else CPU
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if self.preset not in ("real", "tiny"):
-            raise ConfigError(f"--scorers {self.preset!r}: expected real or tiny")
+        if self.preset not in SCORER_PRESETS:
+            raise ConfigError(f"--scorers {self.preset!r}: expected one of {', '.join(SCORER_PRESETS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+
+    def required_weights(self, kind: str) -> list[str]:
+        """The registered weights this spec loads to score a benchmark of ``kind`` (similarity | fid)."""
+        if self.meaningless:
+            return []
+        if kind == "similarity":
+            clip = ["clip-vit-l-14"] if (self.clip_model, self.clip_pretrained) == ("ViT-L-14", "openai") else []
+            return clip + (["lpips-alex"] if self.lpips_trunk is None else [])
+        return ["fid-inception"] if kind == "fid" and self.inception is None else []
 
     @property
     def meaningless(self) -> bool:
@@ -68,8 +80,12 @@ class Scorers:
     """Lazily built scoring networks for one ``ScorerSpec`` (each built on first use)."""
 
     def __init__(self, spec: ScorerSpec) -> None:
+        from gill_eval.features.runner import resolve_device
+
         self.spec = spec
-        self.provenance: dict[str, Any] = {"spec": spec.as_dict()}
+        # resolved here, not in the spec: the spec keys result folders, which must not differ between ranks
+        self.device = str(resolve_device(spec.device))
+        self.provenance: dict[str, Any] = {"spec": spec.as_dict(), "device": self.device}
 
     @cached_property
     def clip(self) -> ClipImageEmbedder:
@@ -79,14 +95,16 @@ class Scorers:
             from gill_eval.models.tiny import tiny_clip_dir
 
             folder = tiny_clip_dir()
-            model, preprocess, _ = load_open_clip(pretrained=str(folder))
+            model, _, _ = load_open_clip(pretrained=str(folder))
             self.provenance["clip"] = {"model": "tiny random CLIP", "weights": str(folder)}
         else:
-            model, preprocess, _ = load_open_clip(self.spec.clip_model, self.spec.clip_pretrained)
+            model, _, _ = load_open_clip(self.spec.clip_model, self.spec.clip_pretrained)
             ident = "clip-vit-l-14" if self.spec.clip_pretrained == "openai" else self.spec.clip_pretrained
             self.provenance["clip"] = {"model": self.spec.clip_model, "pretrained": self.spec.clip_pretrained,
                                        "sha256": fingerprint(ident)}
-        return ClipImageEmbedder(model, preprocess, self.spec.device, self.spec.precision, SCORE_BATCH)
+        # GILL's scripts feed CLIP through Hugging Face's CLIPProcessor, not open_clip's transform
+        return ClipImageEmbedder(model, official_clip_preprocess(model), self.device, self.spec.precision,
+                                 SCORE_BATCH)
 
     @cached_property
     def lpips(self) -> LpipsScorer:
@@ -95,7 +113,7 @@ class Scorers:
         self.provenance["lpips"] = {"net": "alex", "version": "0.1", "trunk": desc,
                                     "trunk_sha256": sha256_file(trunk) if trunk else None,
                                     "random": self.spec.meaningless}
-        return LpipsScorer(net, self.spec.device, SCORE_BATCH)
+        return LpipsScorer(net, self.device, SCORE_BATCH)
 
     @cached_property
     def inception(self) -> tuple[Any, str]:
@@ -104,6 +122,6 @@ class Scorers:
             if self.spec.meaningless
             else self.spec.inception
         )
-        net, sha = load_inception(path, self.spec.device)
+        net, sha = load_inception(path, self.device)
         self.provenance["inception"] = {"extractor": "inception-v3-compat", "sha256": sha, "random": self.spec.meaningless}
         return net, sha

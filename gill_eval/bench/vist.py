@@ -3,6 +3,10 @@
 Example set: the val stories whose five images are all available (the target, and every image any
 ``NcMi`` context can use), so every context and every model is scored on the same stories. Examples are
 keyed by story id (GILL keyed by photo id, so stories ending on the same photo overwrote each other).
+
+Images: the dataset must be prepared with ``--store gill-224`` (the default), so references, context
+images and retrieval candidates are GILL's own pixels: the url_o original squashed to 224x224 and stored
+losslessly (docs/protocols.md). Any other storage is refused with the command that re-prepares it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from PIL import Image
 from gill_eval.bench.contexts import STORY_LENGTH, parse_vist_context, vist_context
 from gill_eval.bench.data import PreparedDataset
 from gill_eval.bench.generation import GenerationJob
+from gill_eval.datasets.vist import DEFAULT_STORE
 from gill_eval.errors import InputError
 
 STORY_ID, PHOTO_IDS, TEXTS = "story_id", "photo_ids", "texts"
@@ -29,6 +34,11 @@ class VistStories:
 
     @cached_property
     def stories(self) -> dict[str, dict[str, Any]]:
+        stored = self.dataset.manifest.options.get("store")
+        if stored != DEFAULT_STORE:
+            raise InputError(f"{self.dataset.folder}: images stored as {stored or 'img2dataset 512-px JPEG'}, not as "
+                             f"GILL's {DEFAULT_STORE} PNGs the VIST protocol scores against; rerun "
+                             "`gill-eval prepare vist --sis ... --overwrite`")
         rows = self.dataset.examples(columns=[STORY_ID, PHOTO_IDS, TEXTS])
         out: dict[str, dict[str, Any]] = {}
         for i, row in enumerate(rows):
@@ -79,7 +89,7 @@ class VistBenchmark:
             ]
 
         return GenerationJob(self.name, spec.label, list(self.data.complete), build, self.dataset.content_hash,
-                             {"context": spec.label, "context_images": "RGB as stored by prepare",
+                             {"context": spec.label, "context_images": f"as stored by prepare ({DEFAULT_STORE})",
                               "target": "image 5 of the story"})
 
     def references(self, example_ids: Sequence[str]) -> dict[str, Image.Image]:

@@ -1,10 +1,15 @@
 """`gill-eval prepare cc3m`: the Conceptual Captions TSV into example shards and downloaded image shards.
 
-The raw TSV has two tab-separated columns, caption then url, and no header (datasets.md section 3). Each
+The raw TSV has two tab-separated columns, caption then url, and no header (docs/protocols.md, CC3M). Each
 row's key is its 0-based row index, zero-padded to 9 digits, so keys are stable across reruns and sort
 in file order. Output: ``dataset_dir("cc3m-<split>")`` with ``examples/`` (key, caption, url) and
 ``images/`` (see ``output.IMAGE_SCHEMA``), and the coverage (successes, failures by reason) in the
 manifest.
+
+Stored pixels (``--store auto``): the validation split holds the FID references, so each photo is stored
+as its centred square, LANCZOS to 256, PNG: exactly FID's input (docs/protocols.md), never img2dataset's
+letterbox (``resize_mode=border`` pads to a square with white bars, which would stay in every reference).
+The training split keeps img2dataset's resize (JPEG, a fraction of the size).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from gill_eval.errors import ConfigError, InputError
 from gill_eval.store import Manifest, data_root
 
 SPLITS = ("train", "val")
+DEFAULT_STORE = {"train": "img2dataset", "val": "center-crop"}
 
 
 def dataset_name(split: str) -> str:
@@ -33,11 +39,25 @@ def dataset_name(split: str) -> str:
     return f"cc3m-{split}"
 
 
+def _require_text(path: Path, probe: int = 1 << 16) -> None:
+    """Refuse a binary file in one line (pyarrow would echo its raw bytes): NUL bytes or non-UTF-8 at the start."""
+    with open(path, "rb") as fh:
+        head = fh.read(probe)
+    if (nul := head.find(b"\0")) >= 0:
+        raise InputError(f"{path}: not a text file (NUL byte at offset {nul}); expected a caption<TAB>url TSV")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut by the probe's end
+            raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); expected a caption<TAB>url TSV") from None
+
+
 def read_tsv(path: Path) -> pa.Table:
     """The header-less caption/url TSV as a table (key, caption, url); one-line errors for bad rows.
 
     No quoting: captions may contain quote characters, so the file is split on tabs only.
     """
+    _require_text(path)
     invalid: list[Any] = []
 
     def on_invalid(row: Any) -> str:
@@ -82,6 +102,7 @@ def prepare_cc3m(
 ) -> dict[str, Any]:
     """Read the TSV, download its images (resuming), optionally retry failures, write the manifest."""
     name = dataset_name(split)
+    options = options.with_default_store(DEFAULT_STORE[split])
     source = resolve_source(tsv, data_root() / "sources" / "cc3m")
     table = read_tsv(source.path)
     if table.num_rows == 0:

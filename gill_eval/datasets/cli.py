@@ -13,12 +13,10 @@ from typing import Annotated, Optional
 import typer
 
 from gill_eval.datasets.download import DownloadOptions
-from gill_eval.datasets.partiprompts_cli import prepare_partiprompts
 
 app = typer.Typer(help="Turn raw files and image URLs into Parquet shards.", no_args_is_help=True)
 export_app = typer.Typer(help="Export prepared data in other tools' layouts.", no_args_is_help=True)
 
-app.command("partiprompts")(prepare_partiprompts)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the counts as JSON on stdout.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Delete this dataset's folder and start again.")]
@@ -37,13 +35,22 @@ Timeout = Annotated[float, typer.Option("--timeout", help="Seconds before a down
 Retries = Annotated[int, typer.Option("--retries", help="img2dataset retries per URL within one run.")]
 Distributor = Annotated[str, typer.Option("--distributor", help="multiprocessing or pyspark (needs pyspark).")]
 ShardSize = Annotated[int, typer.Option("--shard-size", help="Rows per image shard (the unit of resume).")]
+SparkMaster = Annotated[Optional[str], typer.Option(
+    "--spark-master", help="With --distributor pyspark: the master URL, e.g. spark://host:7077 (default: "
+                           "local[--processes]). The data root must be on a filesystem every executor mounts.")]
+Store = Annotated[str, typer.Option(
+    "--store", help="What is stored per image: auto (the dataset's protocol default), img2dataset (its resize), "
+                    "gill-224 (original squashed to 224x224, PNG, as GILL), center-crop (centre square, LANCZOS "
+                    "to --image-size, PNG, FID's input). See docs/protocols.md.")]
 
 
 def _options(processes: int | None, threads: int, image_size: int, resize_mode: str, timeout: float,
-             retries: int, distributor: str, shard_size: int) -> DownloadOptions:
-    return DownloadOptions(processes=processes or os.cpu_count() or 1, threads=threads, image_size=image_size,
+             retries: int, distributor: str, shard_size: int, store: str,
+             spark_master: str | None) -> DownloadOptions:
+    # None (not given) means every core; an explicit 0 is refused by DownloadOptions, never read as "all"
+    return DownloadOptions(processes=processes if processes is not None else os.cpu_count() or 1, threads=threads, image_size=image_size,
                            resize_mode=resize_mode, timeout=timeout, retries=retries, distributor=distributor,
-                           shard_size=shard_size)
+                           shard_size=shard_size, store=store, spark_master=spark_master)
 
 
 @app.command("cc3m")
@@ -58,7 +65,9 @@ def prepare_cc3m_command(
     timeout: Timeout = 10.0,
     retries: Retries = 0,
     distributor: Distributor = "multiprocessing",
+    spark_master: SparkMaster = None,
     shard_size: ShardSize = 10_000,
+    store: Store = "auto",
     overwrite: Overwrite = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -66,7 +75,8 @@ def prepare_cc3m_command(
     from gill_eval.datasets.cc3m import prepare_cc3m
     from gill_eval.datasets.output import print_summary
 
-    options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size)
+    options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size, store,
+                       spark_master)
     print_summary(prepare_cc3m(tsv, split, options, retry=retry_failed, overwrite=overwrite), as_json)
 
 
@@ -82,7 +92,9 @@ def prepare_vist_command(
     timeout: Timeout = 10.0,
     retries: Retries = 0,
     distributor: Distributor = "multiprocessing",
+    spark_master: SparkMaster = None,
     shard_size: ShardSize = 1000,
+    store: Store = "auto",
     overwrite: Overwrite = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -90,7 +102,8 @@ def prepare_vist_command(
     from gill_eval.datasets.output import print_summary
     from gill_eval.datasets.vist import prepare_vist
 
-    options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size)
+    options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size, store,
+                       spark_master)
     print_summary(prepare_vist(sis, split, options, retry=retry_failed, overwrite=overwrite), as_json)
 
 
@@ -149,3 +162,31 @@ def export_gill_layout_command(
     if result["clip_embs_written"] is None:
         typer.echo(f"clip_embs/*.npy not written: run `gill-eval features sd-text --dataset {result['dataset']}`, then export again")
     typer.echo(f"train with: {result['trainer_flags']}")
+
+
+@app.command("partiprompts")
+def prepare_partiprompts(
+    source: Annotated[
+        Optional[str],
+        typer.Option("--source", help="Folder with the four TSV files, or a base URL; default: the pinned raw URLs."),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Require each file's pinned sha256.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print counts per decision and split as JSON.")] = False,
+) -> None:
+    """PartiPrompts and the GILL retrieve-vs-generate annotations into one Parquet table."""
+    from gill_eval.console import emit_json, info
+    from gill_eval.datasets.partiprompts_prepare import DATASET, prepare
+    from gill_eval.store import dataset_dir
+
+    counts = prepare(source, verify=verify)
+    if as_json:
+        emit_json(counts)
+        return
+    d, s = counts["decisions"], counts["splits"]
+    info(f"partiprompts: {counts['rows']} prompts -> {dataset_dir(DATASET)}")
+    info(f"  decisions: {d['gen']} gen / {d['ret']} ret / {d['same']} same ({counts['usable']} usable)")
+    for split in ("train", "val"):
+        if split in s:
+            info(f"  {split}: {s[split]['gen']} gen / {s[split]['ret']} ret")

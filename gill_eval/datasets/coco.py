@@ -1,6 +1,6 @@
 """`gill-eval prepare coco`: a seeded, frozen caption manifest and the full val2014 reference images.
 
-The COCO-30k protocol is under-specified in the literature (datasets.md section 4), so gill-eval states
+The COCO-30k protocol is under-specified in the literature (docs/protocols.md, COCO FID), so gill-eval states
 its choice and saves it: captions are drawn uniformly without replacement from all val2014 captions by
 ``SAMPLING_RULE``; the reference set is every image of the captions file (the full val2014 set), not
 only the images of the drawn captions. The drawn manifest's sha256 (over a canonical JSON-lines form)

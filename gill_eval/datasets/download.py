@@ -14,14 +14,16 @@ retry merge stream through the shards in order.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ import pyarrow.parquet as pq
 
 from gill_eval.console import info, track
 from gill_eval.datasets.archive import MAX_IMAGE_PIXELS
+from gill_eval.datasets.image_store import IMG2DATASET, STORE_MODES, store_images
 from gill_eval.datasets.output import IMAGE_SCHEMA
 from gill_eval.errors import ConfigError, GillEvalError, InputError
 from gill_eval.store import UnitOfWork, WorkPlan, atomic_write_json, iter_batches, list_shards, write_shard
@@ -39,6 +42,7 @@ from gill_eval.store.shards import shard_name
 RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border")
 DISTRIBUTORS = ("multiprocessing", "pyspark")
 KEY_COLUMN = "gkey"
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -53,26 +57,42 @@ class DownloadOptions:
     retries: int = 0
     distributor: str = "multiprocessing"
     shard_size: int = 10_000
+    store: str = AUTO  # what is stored per image: image_store.STORE_MODES, or the dataset's default
+    spark_master: str | None = None  # pyspark only: the cluster's master URL (default local[processes])
 
     def __post_init__(self) -> None:
+        if self.store != AUTO and self.store not in STORE_MODES:
+            raise ConfigError(f"--store {self.store!r}: choose one of {AUTO}, {', '.join(STORE_MODES)}")
         if self.resize_mode not in RESIZE_MODES:
             raise ConfigError(f"--resize-mode {self.resize_mode!r}: choose one of {', '.join(RESIZE_MODES)}")
         if self.distributor not in DISTRIBUTORS:
             raise ConfigError(f"--distributor {self.distributor!r}: choose one of {', '.join(DISTRIBUTORS)}")
         if self.distributor == "pyspark" and importlib.util.find_spec("pyspark") is None:
-            raise ConfigError("--distributor pyspark: pyspark is not installed (pip install pyspark)")
+            raise ConfigError("--distributor pyspark: pyspark is not installed (pip install 'gill-eval[spark]')")
+        if self.spark_master is not None and self.distributor != "pyspark":
+            raise ConfigError(f"--spark-master {self.spark_master!r} needs --distributor pyspark")
         for name in ("processes", "threads", "image_size", "shard_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.timeout <= 0 or self.retries < 0:
             raise ConfigError("--timeout must be positive and --retries non-negative")
 
+    def with_default_store(self, store: str) -> DownloadOptions:
+        """These options with ``--store auto`` replaced by the dataset's default ``store``."""
+        return replace(self, store=store) if self.store == AUTO else self
+
     def content(self) -> dict[str, Any]:
         """Options that determine the shards' content (a resume must use the same ones)."""
-        return {"image_size": self.image_size, "resize_mode": self.resize_mode, "shard_size": self.shard_size}
+        if self.store == "gill-224":  # a fixed size: --image-size and --resize-mode play no part
+            return {"store": self.store, "shard_size": self.shard_size}
+        if self.store == "center-crop":  # Pillow's crop and resize: --resize-mode plays no part
+            return {"store": self.store, "image_size": self.image_size, "shard_size": self.shard_size}
+        return {"store": self.store, "image_size": self.image_size, "resize_mode": self.resize_mode,
+                "shard_size": self.shard_size}
 
     def record(self) -> dict[str, Any]:
-        return asdict(self)
+        keep = self.content()
+        return {k: v for k, v in asdict(self).items() if k in keep or k not in ("image_size", "resize_mode")}
 
 
 _HTTP = re.compile(r"http error (\d{3})")
@@ -132,10 +152,14 @@ def _run_img2dataset(input_path: Path, raw: Path, n_shards: int, options: Downlo
         "compute_hash": "sha256",
         "enable_wandb": False,
     }
+    if options.store != IMG2DATASET:  # the original bytes, untouched: image_store decodes them as the protocol does
+        kwargs.update(resize_mode="no", disable_all_reencoding=True)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # albumentations would check PyPI on import
     command = [sys.executable, "-m", "gill_eval.datasets.img2dataset_run", json.dumps(kwargs)]
+    if options.distributor == "pyspark":  # the child starts the Spark session img2dataset then uses
+        command.append(options.spark_master or f"local[{options.processes}]")
     # img2dataset prints progress on stdout: send it to stderr, stdout is the command's result (--json)
-    returncode = subprocess.run(command, stdout=2, env=env, check=False).returncode
+    returncode = run_in_own_group(command, env)
     if returncode != 0:
         raise GillEvalError(f"{raw}: img2dataset exited with status {returncode} (see its messages above)")
     missing = [i for i in range(n_shards) if not _stats_path(raw, i).is_file()]
@@ -144,6 +168,22 @@ def _run_img2dataset(input_path: Path, raw: Path, n_shards: int, options: Downlo
             f"{raw}: img2dataset did not finish {len(missing)} of {n_shards} shard(s) (see its messages above); "
             "rerun the same command to resume"
         )
+
+
+def run_in_own_group(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command`` as the leader of a new process group and wait; however this process leaves
+    (exception, SIGTERM, Ctrl-C), the whole group (img2dataset and its pool workers) is killed with it.
+    A ``kill -9`` of this process cannot run this: the child then notices and ends its group itself
+    (``img2dataset_run``). See docs/reliability.md."""
+    env = {**env, "GILL_EVAL_PARENT_PID": str(os.getpid())}  # what the child's watchdog watches
+    proc = subprocess.Popen(command, stdout=2, env=env, start_new_session=True)
+    try:
+        return proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):  # the leader is not reaped yet: its group id is still its own
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 
 
 def _to_image_table(raw_table: pa.Table) -> pa.Table:
@@ -167,9 +207,13 @@ def _to_image_table(raw_table: pa.Table) -> pa.Table:
     return table.sort_by("key")
 
 
-def _convert(raw: Path, images_dir: Path, n_shards: int) -> None:
-    plan = WorkPlan(images_dir, [UnitOfWork(f"{i:05d}", i) for i in range(n_shards)])
-    for unit in track(plan.pending(), "converting image shards"):
+def _images_plan(images_dir: Path, n_shards: int) -> WorkPlan:
+    return WorkPlan(images_dir, [UnitOfWork(f"{i:05d}", i) for i in range(n_shards)])
+
+
+def _convert(raw: Path, plan: WorkPlan, pending: list[UnitOfWork], options: DownloadOptions) -> None:
+    images_dir = plan.out_dir
+    for unit in track(pending, "converting image shards"):
         source = raw / shard_name(unit.index)
         if not source.is_file():
             raise InputError(f"{source}: missing although its _stats.json exists; pass --overwrite to start again")
@@ -177,14 +221,17 @@ def _convert(raw: Path, images_dir: Path, n_shards: int) -> None:
         table = _to_image_table(pq.read_table(source))
         if table.num_rows != stats["count"]:
             raise InputError(f"{source}: {table.num_rows} rows but its stats say {stats['count']}; pass --overwrite")
-        write_shard(table, images_dir / shard_name(unit.index))
-        plan.mark_done(unit, {"rows": table.num_rows})
-    for index in range(n_shards):  # converted: the raw copy of the bytes is no longer needed
+        table = store_images(table, options.store, options.image_size)
+        path = write_shard(table, images_dir / shard_name(unit.index))
+        plan.mark_done(unit, {"rows": table.num_rows}, [path])
+    for index in range(len(plan.units)):  # converted: the raw copy of the bytes is no longer needed
         (raw / shard_name(index)).unlink(missing_ok=True)
 
 
 def download_images(urls: pa.Table, work_dir: Path, images_dir: Path, options: DownloadOptions) -> None:
     """Download ``urls`` (columns ``key``, ``url``) into ``images_dir``; resumes whatever is unfinished."""
+    if options.store == AUTO:
+        raise ValueError("resolve --store auto with DownloadOptions.with_default_store before downloading")
     keys = urls.column("key")
     if urls.num_rows > 1:
         if not pc.all(pc.less(keys.slice(0, urls.num_rows - 1), keys.slice(1))).as_py():
@@ -196,8 +243,13 @@ def download_images(urls: pa.Table, work_dir: Path, images_dir: Path, options: D
     if not input_path.is_file():
         write_shard(pa.table({KEY_COLUMN: keys, "url": urls.column("url")}), input_path)
     raw = work_dir / "raw"
+    plan = _images_plan(images_dir, n_shards)
+    pending = plan.pending()  # also the shards found broken since they were converted
+    for unit in pending:
+        if not (raw / shard_name(unit.index)).is_file():  # its raw copy is gone: img2dataset downloads it again
+            _stats_path(raw, unit.index).unlink(missing_ok=True)
     _run_img2dataset(input_path, raw, n_shards, options)
-    _convert(raw, images_dir, n_shards)
+    _convert(raw, plan, pending, options)
 
 
 def _failed_rows(images_dir: Path) -> pa.Table:
@@ -220,6 +272,7 @@ def _merge(images_dir: Path, retry_images: Path, attempt_dir: Path) -> int:
     """Replace the retried rows of each image shard by their new result; returns rows now 'success'."""
     shards = list_shards(images_dir)
     plan = WorkPlan(attempt_dir / "merge", [UnitOfWork(p.stem, i) for i, p in enumerate(shards)])
+    images_plan = WorkPlan(images_dir, plan.units)
     pending = {u.uid for u in plan.pending()}
     retry_tables = _iter_retry_rows(retry_images)
     buffer = IMAGE_SCHEMA.empty_table()
@@ -244,6 +297,7 @@ def _merge(images_dir: Path, retry_images: Path, attempt_dir: Path) -> int:
         if merged.num_rows != main.num_rows or pc.sum(replaced).as_py() != mine.num_rows:
             raise InputError(f"{path}: retried rows do not match this shard's keys; pass --overwrite to start again")
         write_shard(merged, path)
+        images_plan.mark_done(unit, {"rows": merged.num_rows}, [path])  # the image shard's record follows it
         plan.mark_done(unit, {"replaced": mine.num_rows})
     if buffer.num_rows:
         raise InputError(f"{retry_images}: {buffer.num_rows} retried row(s) have no place in {images_dir}")

@@ -20,7 +20,8 @@ import pandas as pd
 from gill_eval.console import track
 from gill_eval.datasets.cc3m import dataset_name
 from gill_eval.errors import InputError
-from gill_eval.store import atomic_path, atomic_write_bytes, count_rows, dataset_dir, iter_batches, read_manifest
+from gill_eval.store import (atomic_path, atomic_write_bytes, count_rows, dataset_dir, iter_batches, read_manifest,
+                             verify_manifest)
 
 SPLIT_FOLDERS = {"train": "training", "val": "validation"}
 
@@ -61,7 +62,7 @@ def export_gill_layout(out_dir: Path, split: str) -> dict[str, Any]:
     """Write the TSV and image files for one split; returns what was written."""
     name = dataset_name(split)
     folder = dataset_dir(name)
-    read_manifest(folder)  # a clear error when prepare has not finished
+    verify_manifest(folder, read_manifest(folder), f"rerun `gill-eval prepare cc3m --split {split}` to repair it")
     image_dir = out_dir / "data" / "cc3m" / SPLIT_FOLDERS[split]
     tsv = out_dir / "datasets" / f"cc3m_{split}.tsv"
     captions: list[str] = []

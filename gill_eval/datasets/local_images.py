@@ -50,5 +50,5 @@ def write_local_image_shards(items: list[tuple[str, str]], source: ImageSource, 
             for key, file_name in chunks[unit.uid]:
                 rows.append(_row(key, file_name, source))
                 progress.advance(task)
-            write_shard(pa.Table.from_pylist(rows, schema=IMAGE_SCHEMA), images_dir / shard_name(unit.index))
-            plan.mark_done(unit, {"rows": len(rows)})
+            path = write_shard(pa.Table.from_pylist(rows, schema=IMAGE_SCHEMA), images_dir / shard_name(unit.index))
+            plan.mark_done(unit, {"rows": len(rows)}, [path])

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from gill_eval.console import info
 from gill_eval.errors import InputError
 from gill_eval.store import Manifest, UnitOfWork, WorkPlan, atomic_write_json, dataset_dir, write_manifest, write_shard
+from gill_eval.store.lock import hold_folder, release_folder
 from gill_eval.store.shards import iter_batches, shard_name
 
 STATE_NAME = "_state.json"
@@ -75,6 +76,7 @@ class PreparedDataset:
         folder = dataset_dir(name)
         state = folder / STATE_NAME
         fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))
+        hold_folder(folder, f"prepare {name}")  # one writer per dataset: a second run refuses (docs/reliability.md)
         if overwrite and folder.exists():
             info(f"--overwrite: removing {folder}")
             shutil.rmtree(folder)
@@ -107,8 +109,10 @@ class PreparedDataset:
         write_table_shards(table, self.examples_dir, shard_size)
 
     def finish(self, manifest: Manifest) -> Path:
-        """Write the manifest (last, after every shard is in place)."""
-        return write_manifest(self.dir, manifest)
+        """Write the manifest (last, after every shard is in place), then release the dataset's lock."""
+        path = write_manifest(self.dir, manifest)
+        release_folder(self.dir)
+        return path
 
 
 def write_table_shards(table: pa.Table, folder: Path, shard_size: int) -> None:
@@ -117,8 +121,8 @@ def write_table_shards(table: pa.Table, folder: Path, shard_size: int) -> None:
     plan = WorkPlan(folder, [UnitOfWork(shard_name(i).removesuffix(".parquet"), i) for i in range(count)])
     for unit in plan.pending():
         part = table.slice(unit.index * shard_size, shard_size)
-        write_shard(part, folder / shard_name(unit.index))
-        plan.mark_done(unit, {"rows": part.num_rows})
+        path = write_shard(part, folder / shard_name(unit.index))
+        plan.mark_done(unit, {"rows": part.num_rows}, [path])
 
 
 def status_counts(images_dir: Path) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """PartiPrompts and the GILL retrieve-vs-generate annotations, read into one table.
 
-Four tab-separated files with the same 1,632 prompt rows in the same order (facts:
-``shared/data/partiprompts/README.md``). They use **no CSV quoting**: 22 prompts contain ``"`` and one
+Four tab-separated files with the same 1,632 prompt rows in the same order (byte-identical copies
+ship in ``gill_eval/sample/files/partiprompts/``). They use **no CSV quoting**: 22 prompts contain ``"`` and one
 starts with it, so Python's csv module or pandas' default reader would silently strip those quotes.
 Every line is therefore split on tabs by hand.
 
@@ -13,9 +13,7 @@ published split takes the usable (non-``same``) rows in file order: the first 60
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +22,9 @@ from typing import Any
 import pyarrow as pa
 
 import gill_eval
+from gill_eval.datasets.sources import download
 from gill_eval.errors import InputError
-from gill_eval.store import atomic_path, sha256_file
+from gill_eval.store import sha256_file
 
 PROMPTS = "PartiPrompts.tsv"
 ALIGNMENT = "PartiPromptsAllDecisions_Alignment.tsv"
@@ -224,20 +223,6 @@ def _is_url(source: str) -> bool:
     return urllib.parse.urlparse(source).scheme in ("http", "https")
 
 
-def download(url: str, dest: Path, timeout: float = 60.0) -> None:
-    """Fetch ``url`` into ``dest`` atomically (urllib with the default, verifying TLS context)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(dest) as tmp:
-            with open(tmp, "wb") as fh:
-                while block := response.read(1 << 20):
-                    fh.write(block)
-    except urllib.error.HTTPError as exc:
-        raise InputError(f"{url}: download failed with HTTP {exc.code}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise InputError(f"{url}: download failed ({reason})") from exc
-
-
 def resolve_sources(source: str | None, download_dir: Path, verify: bool = True) -> dict[str, tuple[Path, str]]:
     """Local paths (and where each came from) of the four files.
 
@@ -253,7 +238,7 @@ def resolve_sources(source: str | None, download_dir: Path, verify: bool = True)
             url = pin.url if source is None else source.rstrip("/") + "/" + urllib.parse.quote(name)
             path = download_dir / name
             if not (path.is_file() and sha256_file(path) == pin.sha256 and source is None):
-                download(url, path)
+                download(url, path)  # sources.download: deadline, size limit, atomic
             origin = url
         else:
             path = Path(source) / name

@@ -8,16 +8,22 @@ into the manifest like a local file's.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
-import shutil
+import os
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gill_eval.errors import InputError, OfflineError
+from gill_eval.errors import ConfigError, InputError, OfflineError
 from gill_eval.store import atomic_path, sha256_file
+
+SOURCE_TIMEOUT_S = 3600.0
+SOURCE_MAX_BYTES = 20e9
+READ_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -58,13 +64,52 @@ def resolve_source(spec: str, download_dir: Path) -> Source:
 
         if is_offline() and not _is_loopback(spec):
             raise OfflineError(f"{spec}: offline mode is on; download the file and pass its path instead")
-        try:
-            with urllib.request.urlopen(spec, timeout=60) as response, atomic_path(target) as tmp:
-                with open(tmp, "wb") as out:
-                    shutil.copyfileobj(response, out, length=1 << 20)
-        except OSError as exc:
-            raise InputError(f"{spec}: download failed ({exc})") from exc
+        download(spec, target)
     return Source(target, spec, sha256_file(target))
+
+
+def _limit(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: expected a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={text!r}: must be positive")
+    return value
+
+
+def download(url: str, target: Path) -> None:
+    """Fetch ``url`` into ``target`` atomically, within an overall deadline and a size limit.
+
+    ``GILL_EVAL_SOURCE_TIMEOUT`` (seconds, default 3600) bounds the whole transfer, not only each read;
+    ``GILL_EVAL_SOURCE_MAX_BYTES`` (default 20 GB) bounds the size, whatever the server announces. The
+    temporary file is removed on every exit path (error, Ctrl-C, SIGTERM via the CLI). docs/reliability.md.
+    """
+    timeout = _limit("GILL_EVAL_SOURCE_TIMEOUT", SOURCE_TIMEOUT_S)
+    max_bytes = int(_limit("GILL_EVAL_SOURCE_MAX_BYTES", SOURCE_MAX_BYTES))
+    deadline = time.monotonic() + timeout
+    try:
+        with urllib.request.urlopen(url, timeout=min(timeout, READ_TIMEOUT_S)) as response, \
+                atomic_path(target) as tmp, open(tmp, "wb") as out:
+            announced = response.headers.get("Content-Length")
+            if announced is not None and announced.isdigit() and int(announced) > max_bytes:
+                raise InputError(f"{url}: announces {int(announced)} bytes, over the source limit of {max_bytes} "
+                                 "(GILL_EVAL_SOURCE_MAX_BYTES); download it yourself and pass its path")
+            size = 0
+            while block := response.read1(1 << 20):
+                size += len(block)
+                if size > max_bytes:
+                    raise InputError(f"{url}: more than {max_bytes} bytes, over the source limit "
+                                     "(GILL_EVAL_SOURCE_MAX_BYTES); download it yourself and pass its path")
+                if time.monotonic() > deadline:
+                    raise InputError(f"{url}: download not finished after {timeout:g} s ({size} bytes so far; "
+                                     "GILL_EVAL_SOURCE_TIMEOUT); retry later or download it yourself and pass its path")
+                out.write(block)
+            if announced is not None and announced.isdigit() and size != int(announced):
+                raise InputError(f"{url}: the server announced {announced} bytes but sent {size}; retry later")
+    except (OSError, http.client.HTTPException) as exc:  # urllib's HTTP/URL errors, timeouts, broken responses
+        raise InputError(f"{url}: download failed ({exc})") from exc
 
 
 def load_json(path: Path, data: bytes | None = None) -> Any:

@@ -1,9 +1,10 @@
 """`gill-eval prepare visdial`: VisDial v1.0 dialogs into one row per dialog, images from the zip.
 
-Format facts (datasets.md section 2): questions and answers are indices into shared string lists;
-questions are stored without "?", which is appended here (once) because GILL's prompt is
-``"Q: " + question + "?"``. Images are ``VisualDialog_<split>_<image_id:012d>.jpg`` where ``<split>`` is
-the file's own ``split`` field (``val2018``). Dense annotations, when given, are only a consistency
+Format facts (docs/protocols.md, VisDial): questions and answers are indices into shared string lists;
+questions are stored without "?". GILL's prompt line is ``"Q: " + question + "?"``, always, with no
+stripping, so each question is stored here with that "?" appended unconditionally (a question already
+ending in "?" gets a second one, as in the official script). Images are
+``VisualDialog_<split>_<image_id:012d>.jpg`` where ``<split>`` is the file's own ``split`` field (``val2018``). Dense annotations, when given, are only a consistency
 check: same length and order as the dialogs, same image ids, round ids within the dialog.
 """
 
@@ -33,7 +34,8 @@ def dataset_name(split: str) -> str:
 
 
 def _question(text: str) -> str:
-    return text if text.endswith("?") else text + "?"
+    """The question as the official prompt writes it: the file's text plus "?", never stripped."""
+    return text + "?"
 
 
 def parse_dialogs(path: Path, data: Any) -> tuple[str, list[dict[str, Any]]]:

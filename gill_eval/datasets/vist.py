@@ -1,6 +1,6 @@
 """`gill-eval prepare vist`: VIST story-in-sequence JSON into one row per story, photos via img2dataset.
 
-Format facts (datasets.md section 1): ``annotations`` is a list of one-element lists; every id is a
+Format facts (docs/protocols.md, VIST): ``annotations`` is a list of one-element lists; every id is a
 string and ``worker_arranged_photo_order`` the only integer; rows are grouped by ``story_id`` in file
 order, as GILL and FROMAGe do. A story that is not exactly 5 rows long or whose order field is not
 0..4 in file order is not an example: it is counted in the manifest and listed in
@@ -27,8 +27,10 @@ from gill_eval.store import Manifest, atomic_write_json, data_root
 
 SPLITS = ("train", "val", "test")
 STORY_LENGTH = 5
-DEFAULT_OPTIONS = DownloadOptions(image_size=512, resize_mode="keep_ratio", shard_size=1000)
-"""url_o is the Flickr original (often several MB): keep the aspect ratio, smaller side 512 pixels."""
+DEFAULT_STORE = "gill-224"
+"""Each url_o original is stored as GILL stores it (evals/download_vist_images.py): squashed to 224x224 with
+Pillow's default filter, RGB, PNG. References, context images and retrieval candidates then carry the
+official pixels, with no lossy step in between (docs/protocols.md)."""
 
 
 def dataset_name(split: str) -> str:
@@ -48,6 +50,7 @@ class SisFile:
     referenced: list[str] = field(default_factory=list)
 
 
+MAX_ORDER = 1000  # positions are 0..4; anything this large is a corrupt file, not a story to count as rejected
 _FIELDS = {
     "story_id": str,
     "album_id": str,
@@ -69,6 +72,9 @@ def parse_sis(path: Path, data: Any) -> SisFile:
             raise InputError(f"{where}: expected a one-element list, got {type(entry).__name__} of length "
                              f"{len(entry) if isinstance(entry, list) else '-'}")
         row = {key: require(entry[0], key, kind, where + "[0]") for key, kind in _FIELDS.items()}
+        if not 0 <= row["worker_arranged_photo_order"] < MAX_ORDER:  # 10**30 would overflow the int64 columns
+            raise InputError(f"{where}[0]: worker_arranged_photo_order {row['worker_arranged_photo_order']} is not a "
+                             f"photo position (expected 0..{STORY_LENGTH - 1}); fix or remove that annotation")
         groups[row["story_id"]].append(row)
     parsed = SisFile()
     for i, image in enumerate(images):
@@ -137,6 +143,7 @@ def prepare_vist(
 ) -> dict[str, Any]:
     """Parse the SIS file, write one row per story, download the referenced photos, record coverage."""
     name = dataset_name(split)
+    options = options.with_default_store(DEFAULT_STORE)
     source = resolve_source(sis, data_root() / "sources" / "vist")
     parsed = parse_sis(source.path, load_sis(source.path, split))
     if not parsed.stories:

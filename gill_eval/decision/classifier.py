@@ -1,12 +1,14 @@
 """Linear retrieve-or-generate classifiers, all stored in GILL's official ``decision_model.pth.tar`` format.
 
 GILL's released decision model is ``Sequential(Dropout(0.5), Linear(D, 2))`` saved as
-``{'state_dict': {'1.weight': (2, D), '1.bias': (2,)}}`` with output 0 = gen, 1 = ret; p(ret) is the
-softmax of the two logits. Both trainers here produce exactly that: ``linear-dropout`` is the paper's
-module trained with AdamW, and scikit-learn's logistic regression p(ret) = sigmoid(w.x + b) is the same
-softmax with logits (0, w.x + b). So one file format and one prediction path serve every classifier,
-including the official file. Our files add a ``gill_eval`` entry (classifier, feature-source
-fingerprint, annotations); the official loader ignores extra keys and so do we when it is absent.
+``{'state_dict': {'1.weight': (2, D), '1.bias': (2,)}}`` with output 0 = gen, 1 = ret; the probabilities
+are the softmax of the two logits. Both trainers here produce exactly that: ``linear-dropout`` is the
+notebook's training (docs/protocols.md, Table 6: seed 1337, AdamW lr 1e-3, weight decay 0, eps 1e-8,
+2000 full-batch steps, val F1 recorded every 100 steps and at the last), and scikit-learn's logistic
+regression p(ret) = sigmoid(w.x + b) is the same softmax with logits (0, w.x + b). So one file format and
+one prediction path serve every classifier, including the official file. Our files add a ``gill_eval``
+entry (classifier, feature-source fingerprint, annotations, training checkpoints); the official loader
+ignores extra keys and so do we when it is absent.
 Files are read with ``weights_only=True`` (no pickle code execution).
 """
 
@@ -21,12 +23,15 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from gill_eval.decision.sweep import probability_thresholds, sweep
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.store import atomic_path
 
-CLASSIFIERS = ("logreg", "linear-dropout")
+CLASSIFIERS = ("linear-dropout", "logreg")
+OFFICIAL_SEED = 1337
 DROPOUT_STEPS = 2000
 DROPOUT_LR = 1e-3
+CHECKPOINT_EVERY = 100
 
 
 @dataclass
@@ -41,13 +46,18 @@ class LinearDecisionModel:
     def dim(self) -> int:
         return int(self.weight.shape[1])
 
-    def p_ret(self, features: np.ndarray) -> np.ndarray:
-        """Softmax probability of ret per row, computed in float64."""
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(N, 2) [p_gen, p_ret]: float32 logits and softmax, as the notebook evaluates its classifier."""
         if features.ndim != 2 or features.shape[1] != self.dim:
             raise InputError(f"features have shape {features.shape}, the classifier expects (N, {self.dim})")
-        logits = features.astype(np.float64) @ self.weight.T.astype(np.float64) + self.bias.astype(np.float64)
-        # softmax over two logits = sigmoid of their difference (stable for large logits)
-        return 1.0 / (1.0 + np.exp(-(logits[:, 1] - logits[:, 0])))
+        weight, bias = (torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (self.weight, self.bias))
+        with torch.no_grad():
+            logits = torch.nn.functional.linear(torch.as_tensor(features, dtype=torch.float32), weight, bias)
+            return torch.softmax(logits, dim=-1).numpy()
+
+    def p_ret(self, features: np.ndarray) -> np.ndarray:
+        """p(ret) per row (column 1 of ``probabilities``)."""
+        return self.probabilities(features)[:, 1]
 
     def to_torch(self) -> torch.nn.Sequential:
         """The equivalent ``Sequential(Dropout(0.5), Linear(D, 2))`` in eval mode, as GILL builds it."""
@@ -98,36 +108,64 @@ def train_logreg(features: np.ndarray, labels: np.ndarray, seed: int = 0, c: flo
     return LinearDecisionModel(weight, bias, {"classifier": "logreg", "C": c, "seed": seed})
 
 
-def train_linear_dropout(
-    features: np.ndarray, labels: np.ndarray, seed: int = 0, steps: int = DROPOUT_STEPS, lr: float = DROPOUT_LR
-) -> LinearDecisionModel:
-    """The paper's ``Dropout(0.5) + Linear`` trained with AdamW on the full batch.
+def _checkpoint(step: int, module: torch.nn.Module, val: tuple[np.ndarray, np.ndarray],
+                grid: np.ndarray) -> dict[str, Any]:
+    """The notebook's evaluation at one step: the val sweep of the module in eval mode."""
+    module.eval()
+    with torch.no_grad():
+        probs = torch.softmax(module(torch.as_tensor(val[0], dtype=torch.float32)), dim=-1).numpy()
+    module.train()
+    result = sweep(val[1], probs, grid)
+    return {"step": step, "min": result.min, "max": result.max, "at_half": result.at_half,
+            "best_threshold": result.best_threshold}
 
-    Seeded inside a forked RNG, so the result depends on ``seed`` only and the caller's global torch RNG
-    is left as it was.
+
+def train_linear_dropout(
+    features: np.ndarray, labels: np.ndarray, seed: int = OFFICIAL_SEED, steps: int = DROPOUT_STEPS,
+    lr: float = DROPOUT_LR, val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> LinearDecisionModel:
+    """The notebook's ``Dropout(0.5) + Linear`` training on the full batch; returns the final weights.
+
+    Each step is: forward (dropout on), loss, then, at steps 0, 100, ... and the last, the val sweep of
+    the current weights (before this step's update), then backward, AdamW step, zero_grad. With ``val``
+    (features, labels) the checkpoints and the best val F1 over them (the notebook's "Best F1") go into
+    the metadata. Seeded inside a forked RNG, so the result depends on ``seed`` only and the caller's
+    global torch RNG is left as it was. The notebook drew dropout masks on a GPU, so only the initial
+    weights (drawn on the CPU) are bit-identical to its run.
     """
     x = torch.as_tensor(features, dtype=torch.float32)
     y = torch.as_tensor(labels, dtype=torch.long)
+    grid = probability_thresholds()
+    history: list[dict[str, Any]] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(x.shape[1], 2)).train()
-        optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
+        optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.0, eps=1e-8)
         loss_fn = torch.nn.CrossEntropyLoss()
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss_fn(module(x), y).backward()
+        for step in range(steps):
+            loss = loss_fn(module(x), y)
+            if val is not None and (step % CHECKPOINT_EVERY == 0 or step == steps - 1):
+                history.append(_checkpoint(step, module, val, grid))
+            loss.backward()
             optimizer.step()
+            optimizer.zero_grad()
     linear = module[1]
-    return LinearDecisionModel(
-        linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy(),
-        {"classifier": "linear-dropout", "steps": steps, "lr": lr, "optimizer": "AdamW", "seed": seed},
-    )
+    meta: dict[str, Any] = {"classifier": "linear-dropout", "steps": steps, "lr": lr, "optimizer": "AdamW",
+                            "weight_decay": 0.0, "eps": 1e-8, "seed": seed}
+    if history:
+        best = max(history, key=lambda h: h["max"])  # first of the best: the earliest step
+        meta.update(checkpoints=history, best_checkpoint={"step": best["step"], "f1": best["max"],
+                                                          "threshold": best["best_threshold"]})
+    return LinearDecisionModel(linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy(), meta)
 
 
-def train(kind: str, features: np.ndarray, labels: np.ndarray, seed: int = 0, c: float = 1.0) -> LinearDecisionModel:
-    """Train classifier ``kind`` (see ``CLASSIFIERS``)."""
+def train(
+    kind: str, features: np.ndarray, labels: np.ndarray, seed: int = OFFICIAL_SEED, c: float = 1.0,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+) -> LinearDecisionModel:
+    """Train classifier ``kind`` (see ``CLASSIFIERS``); ``val`` records linear-dropout's checkpoints."""
     if kind == "logreg":
         return train_logreg(features, labels, seed=seed, c=c)
     if kind in ("linear-dropout", "official"):
-        return train_linear_dropout(features, labels, seed=seed)
+        return train_linear_dropout(features, labels, seed=seed, val=val)
     raise ConfigError(f"--classifier {kind!r}: expected one of {', '.join(CLASSIFIERS)}")

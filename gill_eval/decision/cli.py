@@ -70,10 +70,12 @@ def features(
 @app.command("train")
 def train_cmd(
     features: Annotated[Path, typer.Option("--features", help="Folder written by `decision features`.")],
-    classifier: Annotated[str, typer.Option("--classifier", help="logreg or linear-dropout")] = "logreg",
+    classifier: Annotated[
+        str, typer.Option("--classifier", help="linear-dropout (the paper's notebook) or logreg")
+    ] = "linear-dropout",
     annotations: AnnotationsOpt = "alignment",
     out: Annotated[Optional[Path], typer.Option("--out", help="Model file (default: beside the features).")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Training seed (the notebook's: 1337).")] = 1337,
     c: Annotated[float, typer.Option("--C", help="Inverse L2 strength of logreg.")] = 1.0,
     dataset: DatasetOpt = None,
     as_json: JsonOpt = False,
@@ -100,7 +102,9 @@ def score(
     heuristic: Annotated[
         Optional[Path], typer.Option("--heuristic", help="Features folder with max_cosine (default: --features).")
     ] = None,
-    thresholds: Annotated[int, typer.Option("--thresholds", min=2, help="Points in each sweep.")] = 50,
+    thresholds: Annotated[
+        int, typer.Option("--thresholds", min=2, help="Points in each sweep (the notebook's linspace(0, 1, 50)).")
+    ] = 50,
     cv: Annotated[int, typer.Option("--cv", min=0, help="Stratified K-fold over all usable rows (0: off).")] = 0,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples for 95% CIs.")] = 1000,
     random_draws: Annotated[int, typer.Option("--random-draws", min=2, help="Seeded draws of the random row.")] = 1000,

@@ -94,8 +94,10 @@ def markdown(
         *([f"*{label}*", ""] if label else []),
         f"Annotations: **{result['annotations']}**; val split {val['gen']} gen / {val['ret']} ret "
         f"(train {result['counts']['train']['gen']} gen / {result['counts']['train']['ret']} ret). "
-        "Macro-F1 over gen and ret. Sweeps predict ret when the score is above t; "
-        "\"range\" is min-max over the thresholds, as in the paper.",
+        "Macro-F1 over gen and ret. The classifier sweep is the notebook's: t over "
+        f"linspace(0, 1, {result['settings']['thresholds']}), predicting argmax(softmax > t) over [gen, ret], so a "
+        "prompt is ret only when p(ret) > t >= p(gen) (t = 0 is always generate); the heuristic predicts ret "
+        "when its score is above t. \"range\" is min-max over the thresholds, as in the paper.",
         "",
         f"Features: {_features_line(provenance)}.",
         "",
@@ -112,7 +114,8 @@ def markdown(
                  f"{_paper(prow.get('Random'))} |")
     for label, key, paper_key, half_key in (("Heuristic (max cosine > t)", "heuristic", "Heuristic",
                                              "heuristic_at_threshold_0.5"),
-                                            (f"Linear classifier ({_classifier_kind(provenance)}, p(ret) > t)",
+                                            (f"Linear classifier ({_classifier_kind(provenance)}, "
+                                             "argmax(p > t))",
                                              "classifier", "Linear classifier",
                                              "linear_at_threshold_0.5")):
         row = rows[key]
@@ -146,11 +149,18 @@ def markdown(
             f"ours spans {c['min']:.3f}-{c['max']:.3f} vs {lo:.3f}-{hi:.3f}, and {c['at_half']:.3f} vs "
             f"{extra.get('linear_at_threshold_0.5', float('nan')):.3f} at t=0.5 "
             f"(best {c['max']:.3f} at t={c['best_threshold']:.3f}, chosen on val, so optimistic). "
-            "Our grid spans t in [0, 1], so its ends are the constant predictors; the paper's threshold grid is "
-            "not published, which matters for the lower end of the range. "
-            "The features differ (see Features above), so this compares feature sources, not a reproduction.",
+            "Grid and rule are the notebook's, so t = 0 scores the always-generate F1 (the paper's lower end, "
+            "0.393, is that value)"
+            + ("" if 0.5 in c["thresholds"] else ", and t = 0.5 is not on the grid, so the value at 0.5 can lie "
+               "outside the range") + ". The features differ (see Features above), so this compares feature "
+            "sources, not a reproduction.",
             "",
         ]
+        best = c.get("best_checkpoint")
+        if best is not None:
+            lines += [f"Best val F1 over the training checkpoints (every 100 steps and the last; the notebook's "
+                      f"\"Best F1\"): {best['f1']:.4f} at step {best['step']} (t={best['threshold']:.3f}). The "
+                      "saved classifier, scored above, is the final one, as the notebook saves it.", ""]
     if rows["heuristic"] is None:
         lines += ["Heuristic: not computed here; it needs `decision features --retrieval-candidates` with CLIP "
                   "image features of a candidate set (e.g. `features clip` on CC3M).", ""]

@@ -12,9 +12,10 @@ from gill_eval import __version__
 from gill_eval.console import info
 from gill_eval.decision import featureset
 from gill_eval.decision.annotations import load_labelled
-from gill_eval.decision.classifier import LinearDecisionModel, load_model, train
+from gill_eval.decision.classifier import OFFICIAL_SEED, LinearDecisionModel, load_model, train
 from gill_eval.decision.features import parse_source
 from gill_eval.decision.featureset import FeatureSet
+from gill_eval.decision.prompt_rows import decision_rows_dir, write_prompt_rows
 from gill_eval.decision.report import load_paper_table6, write_report
 from gill_eval.decision.sweep import probability_thresholds, sweep
 from gill_eval.decision.table6 import Settings, evaluate
@@ -42,27 +43,29 @@ def run_features(
 
 def run_train(
     features: Path,
-    classifier: str = "logreg",
+    classifier: str = "linear-dropout",
     annotations: str = "alignment",
     out: Path | None = None,
     dataset: Path | None = None,
-    seed: int = 0,
+    seed: int = OFFICIAL_SEED,
     c: float = 1.0,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train on the train split; save in the official format with the feature fingerprint."""
+    """Train on the train split (the first 600 usable rows); save in the official format with the feature
+    fingerprint. linear-dropout records the notebook's val checkpoints (docs/protocols.md, Table 6)."""
     fs = FeatureSet.read(features)
     data = load_labelled(dataset, annotations)
     x, _ = fs.rows(data.keys)
     tr, va = data.subset("train"), data.subset("val")
     info(f"decision train: {classifier} on {len(tr)} {annotations} rows, {x.shape[1]}-d {fs.fingerprint.get('kind')}")
-    model = train(classifier, x[tr], data.labels[tr], seed=seed, c=c)
+    model = train(classifier, x[tr], data.labels[tr], seed=seed, c=c, val=(x[va], data.labels[va]))
     model.meta.update({"feature_fingerprint": fs.fingerprint, "feature_fingerprint_hash": fs.fingerprint_hash,
                        "annotations": annotations, "train_rows": int(len(tr)), "gill_eval_version": __version__})
     out = Path(out) if out is not None else fs.path.parent / f"classifier-{classifier}-{annotations}.pth.tar"
     model.save(out)
-    val = sweep(data.labels[va], model.p_ret(x[va]), probability_thresholds(11))
+    val = sweep(data.labels[va], model.probabilities(x[va]), probability_thresholds())
     return out, {"model": str(out), "classifier": classifier, "annotations": annotations, "dim": int(x.shape[1]),
-                 "train_rows": int(len(tr)), "val_f1_at_half": val.at_half}
+                 "train_rows": int(len(tr)), "val_f1_at_half": val.at_half,
+                 "best_checkpoint": model.meta.get("best_checkpoint")}
 
 
 def _check_match(model: LinearDecisionModel, fs: FeatureSet, model_path: Path) -> None:
@@ -102,7 +105,8 @@ def run_score(
         provenance["features"] = {"path": str(fs.path), "source": fs.source_spec, "fingerprint": fs.fingerprint,
                                   "fingerprint_hash": fs.fingerprint_hash, "dim": int(fs.vectors.shape[1])}
         provenance["classifier"] = {"path": str(model_path),
-                                    **{k: v for k, v in model.meta.items() if k != "feature_fingerprint"}}
+                                    **{k: v for k, v in model.meta.items()
+                                       if k not in ("feature_fingerprint", "checkpoints")}}
     heuristic_scores = None
     hpath = heuristic if heuristic is not None else features
     if hpath is not None:
@@ -120,6 +124,10 @@ def run_score(
     tag = provenance.get("features", {}).get("fingerprint_hash", "baselines")
     report = Path(report) if report is not None else data_root() / "reports" / f"decision-{tag}.md"
     write_report(result, paper, provenance, report, label)
+    p_ret = classifier[0].p_ret(classifier[2]) if classifier is not None else None
+    write_prompt_rows(decision_rows_dir(tag), data, dataset, p_ret, heuristic_scores,
+                      {"annotations": annotations, "report": str(report), "label": label,
+                       "classifier": provenance.get("classifier", {}).get("classifier"), "features": tag})
     result["report"] = str(report)
     result["provenance"] = provenance
     return result

@@ -14,9 +14,9 @@ from sklearn.model_selection import StratifiedKFold
 
 from gill_eval.decision import baselines
 from gill_eval.decision.annotations import Labelled
-from gill_eval.decision.classifier import LinearDecisionModel, train
+from gill_eval.decision.classifier import OFFICIAL_SEED, LinearDecisionModel, train
 from gill_eval.decision.scores import bootstrap_ci, row_counts
-from gill_eval.decision.sweep import probability_thresholds, score_thresholds, sweep
+from gill_eval.decision.sweep import predict, probability_thresholds, score_thresholds, sweep
 from gill_eval.errors import ConfigError
 
 
@@ -37,26 +37,30 @@ def _const_row(y: np.ndarray, label: int, s: Settings) -> dict[str, Any]:
 
 
 def _sweep_row(y: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, s: Settings) -> dict[str, Any]:
+    """A sweep (``scores``: (N, 2) classifier probabilities or (N,) heuristic scores) with its intervals."""
     result = sweep(y, scores, thresholds)
     row = result.summary()
-    row["ci95_at_half"] = bootstrap_ci(row_counts(y, (scores > 0.5).astype(np.int64)), s.bootstrap, s.seed)
-    row["ci95_at_best"] = bootstrap_ci(row_counts(y, (scores > result.best_threshold).astype(np.int64)),
-                                       s.bootstrap, s.seed)
+    row["ci95_at_half"] = bootstrap_ci(row_counts(y, predict(scores, 0.5)), s.bootstrap, s.seed)
+    row["ci95_at_best"] = bootstrap_ci(row_counts(y, predict(scores, result.best_threshold)), s.bootstrap, s.seed)
     return row
 
 
 def cross_validate(
-    features: np.ndarray, labels: np.ndarray, classifier: str, s: Settings, c: float = 1.0
+    features: np.ndarray, labels: np.ndarray, classifier: str, s: Settings, c: float = 1.0,
+    train_seed: int = OFFICIAL_SEED,
 ) -> dict[str, Any]:
-    """Stratified K-fold over all usable rows: per fold, train on K-1 folds, sweep on the held-out fold."""
+    """Stratified K-fold over all usable rows: per fold, train on K-1 folds, sweep on the held-out fold.
+
+    Not the paper's protocol (one split: the first 600 usable rows train); an extra view of its spread.
+    """
     if s.cv < 2:
         raise ConfigError(f"--cv {s.cv}: need at least 2 folds")
     folds = StratifiedKFold(n_splits=s.cv, shuffle=True, random_state=s.seed)
     grid = probability_thresholds(s.thresholds)
     at_half, best, low = [], [], []
     for train_idx, test_idx in folds.split(features, labels):
-        model = train(classifier, features[train_idx], labels[train_idx], seed=s.seed, c=c)
-        result = sweep(labels[test_idx], model.p_ret(features[test_idx]), grid)
+        model = train(classifier, features[train_idx], labels[train_idx], seed=train_seed, c=c)
+        result = sweep(labels[test_idx], model.probabilities(features[test_idx]), grid)
         at_half.append(result.at_half)
         best.append(result.max)
         low.append(result.min)
@@ -105,11 +109,15 @@ def evaluate(
     cv = None
     if classifier is not None:
         model, val_features, all_features = classifier
-        rows["classifier"] = _sweep_row(y, model.p_ret(val_features), probability_thresholds(s.thresholds), s)
+        rows["classifier"] = _sweep_row(y, model.probabilities(val_features), probability_thresholds(s.thresholds), s)
+        for key in ("best_checkpoint", "checkpoints"):
+            if key in model.meta:
+                rows["classifier"][key] = model.meta[key]
         if s.cv:
             kind = model.meta.get("classifier", "logreg")
             cv = cross_validate(all_features, data.labels, "linear-dropout" if kind == "official" else kind, s,
-                                c=float(model.meta.get("C", 1.0)))
+                                c=float(model.meta.get("C", 1.0)),
+                                train_seed=int(model.meta.get("seed", OFFICIAL_SEED)))
     counts = {split: {"gen": int((data.labels[idx] == 0).sum()), "ret": int((data.labels[idx] == 1).sum())}
               for split, idx in (("train", train_idx), ("val", val_idx))}
     return {"annotations": data.annotations, "counts": counts, "rows": rows, "cv": cv,

@@ -12,5 +12,9 @@ torchrun/accelerate ranks split the shards; ``manifest.json`` written when every
 
 Modules: ``loader`` (streaming DataLoader over shards), ``runner`` (units, resume, splitting, writer
 hand-off), ``writer`` (background atomic shard writer), ``clip_image`` and ``sd_text`` (the two stages),
-``reader``, ``export`` (GILL trainer layout), ``quickstart_steps``, ``cli``.
+``reader``, ``export`` (GILL trainer layout), ``cli``.
 """
+
+from gill_eval.features.api import clip, sd_text
+
+__all__ = ["clip", "sd_text"]

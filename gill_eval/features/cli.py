@@ -55,13 +55,10 @@ def clip(
     as_json: JsonOpt = False,
 ) -> None:
     """CLIP image embeddings for every image of DATASET -> <data>/features/clip/DATASET/."""
-    from gill_eval.features.clip_image import ClipImageStage
-    from gill_eval.features.runner import default_precision, input_shards, resolve_device, run_stage
+    from gill_eval.features.api import clip as compute
 
-    input_shards(ClipImageStage, dataset)
-    dev = resolve_device(device)
-    stage = ClipImageStage(model, pretrained, precision or default_precision(dev), dev)
-    _finish(run_stage(stage, dataset, batch_size, _workers(num_workers), shard), as_json)
+    _finish(compute(dataset, model=model, pretrained=pretrained, precision=precision, batch_size=batch_size,
+                    device=device, shard=shard, num_workers=_workers(num_workers)), as_json)
 
 
 @app.command("sd-text")
@@ -77,10 +74,33 @@ def sd_text(
     as_json: JsonOpt = False,
 ) -> None:
     """SD 1.5 text-encoder targets (77x768 float16) for every caption of DATASET -> <data>/features/sd-text/."""
-    from gill_eval.features.runner import default_precision, input_shards, resolve_device, run_stage
-    from gill_eval.features.sd_text import SdTextStage
+    from gill_eval.features.api import sd_text as compute
 
-    input_shards(SdTextStage, dataset)
-    dev = resolve_device(device)
-    stage = SdTextStage(model, precision or default_precision(dev), dev)
-    _finish(run_stage(stage, dataset, batch_size, num_workers, shard), as_json)
+    _finish(compute(dataset, model=model, precision=precision, batch_size=batch_size, device=device, shard=shard,
+                    num_workers=num_workers), as_json)
+
+
+@app.command("gill")
+def gill(
+    dataset: DatasetOpt,
+    model: Annotated[str, typer.Option("--model", help="gill or tiny-gill (registered GILL models).")] = "gill",
+    model_opt: Annotated[Optional[list[str]], typer.Option(
+        "--model-opt", help="Model option KEY=VALUE (repeatable), e.g. checkpoint=DIR.")] = None,
+    batch_size: BatchOpt = 64,
+    shard: ShardOpt = None,
+    num_workers: WorkersOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """GILL retrieval embeddings (visual_fc of CLIP) of every image of DATASET -> <data>/features/gill/DATASET/:
+    the image index of `gill-eval generate --interleaved --index DATASET`."""
+    from gill_eval.errors import ConfigError
+    from gill_eval.features.gill_image import GillImageStage
+    from gill_eval.features.runner import input_shards, run_stage
+    from gill_eval.models.gill.adapter import GILLModel
+    from gill_eval.models.registry import load_model, model_class, parse_option_pairs
+
+    input_shards(GillImageStage, dataset)
+    if not issubclass(model_class(model), GILLModel):
+        raise ConfigError(f"--model {model}: not a GILL model (use gill or tiny-gill)")
+    loaded = load_model(model, parse_option_pairs(list(model_opt or [])))
+    _finish(run_stage(GillImageStage(loaded), dataset, batch_size, _workers(num_workers), shard), as_json)

@@ -10,14 +10,14 @@ import numpy as np
 import pyarrow as pa
 
 from gill_eval.errors import InputError
-from gill_eval.store import iter_batches, read_manifest
+from gill_eval.store import iter_batches, read_manifest, verify_manifest
 
 
 def require_complete(folder: Path, command: str) -> None:
     """A clear error unless every unit of a feature folder is done (its manifest is written last)."""
     if not (folder / "manifest.json").is_file():
         raise InputError(f"{folder}: features are missing or incomplete; run `{command}` first")
-    read_manifest(folder)
+    verify_manifest(folder, read_manifest(folder), f"run `{command}` to recompute the broken shard")
 
 
 @dataclass

@@ -26,12 +26,13 @@ import pyarrow.parquet as pq
 import torch
 
 from gill_eval.console import info, make_progress
+from gill_eval.datasets.catalog import require_prepared
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.features.loader import PrepareFn, Prepared, ShardBatches, batches_in, ordered_batches
 from gill_eval.features.writer import BackgroundWriter, Format, output_path, remove_stale_temporaries
-from gill_eval.store import (Manifest, UnitOfWork, WorkPlan, atomic_write_json, data_root, dataset_dir,
-                             list_shards, read_manifest, resolve_shard_spec, write_manifest)
-from gill_eval.store.work import distributed_rank
+from gill_eval.store import (Manifest, ShardSpec, UnitOfWork, WorkPlan, atomic_write_json, data_root,
+                             list_shards, read_manifest, resolve_shard_spec, verify_manifest, write_manifest)
+from gill_eval.store.work import distributed_barrier, distributed_rank
 
 CONFIG_NAME = "_config.json"
 
@@ -93,8 +94,9 @@ def default_precision(device: torch.device) -> str:
 
 def input_shards(stage: type[FeatureStage] | FeatureStage, dataset: str) -> tuple[list[Path], Manifest]:
     """The input shards of ``dataset`` for a stage, checked (manifest present, columns present)."""
-    folder = dataset_dir(dataset)
+    folder = require_prepared(dataset)
     manifest = read_manifest(folder)  # a prepared dataset has its manifest written last
+    verify_manifest(folder, manifest, f"rerun the `gill-eval prepare` command that made {dataset} to repair it")
     shards = list_shards(folder / stage.input_subdir)
     if not shards:
         raise InputError(f"{folder / stage.input_subdir}: no input shards (prepare the dataset first)")
@@ -120,19 +122,6 @@ def _check_config(out_dir: Path, config: dict[str, Any]) -> None:
                               f"remove that folder to recompute")
         return
     atomic_write_json(path, config)
-
-
-def _maybe_barrier() -> bool:
-    """Under torchrun/accelerate, wait for every rank (a gloo group: CPU-only, works with any device)."""
-    rank, world = distributed_rank()
-    if world == 1 or "MASTER_ADDR" not in os.environ:
-        return False
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    dist.barrier()
-    return True
 
 
 def _host_copy(out: torch.Tensor) -> tuple[torch.Tensor, Callable[[], None]]:
@@ -179,7 +168,22 @@ def run_stage(stage: FeatureStage, dataset: str, batch_size: int, num_workers: i
               **stage.config()}
     plan = WorkPlan(out_dir, [UnitOfWork(p.stem, i, {"path": str(p)}) for i, p in enumerate(shards)])
     _check_config(out_dir, config)
-    pending = plan.pending(spec)
+    candidates = plan.pending(spec)
+    pending = [u for u in candidates if plan.claim(u)]  # units another run holds are left to it
+    try:
+        summary = _run_units(stage, dataset, plan, pending, spec, batch_size, num_workers, config)
+    finally:
+        for unit in pending:
+            plan.release(unit)
+    if len(pending) < len(candidates):
+        info(f"{len(candidates) - len(pending)} unit(s) of {out_dir} are being computed by another run; "
+             "rerun after it ends to complete the folder")
+    return {**summary, "units_busy": len(candidates) - len(pending)}
+
+
+def _run_units(stage: FeatureStage, dataset: str, plan: WorkPlan, pending: list[UnitOfWork], spec: ShardSpec,
+               batch_size: int, num_workers: int, config: dict[str, Any]) -> dict[str, Any]:
+    out_dir = plan.out_dir
     rows = {u.uid: pq.ParquetFile(u.payload["path"]).metadata.num_rows for u in pending}
     for unit in pending:
         remove_stale_temporaries(output_path(out_dir, unit, stage.fmt))
@@ -209,7 +213,7 @@ def run_stage(stage: FeatureStage, dataset: str, batch_size: int, num_workers: i
             failed += unit_failed
     seconds = time.perf_counter() - start
 
-    distributed = _maybe_barrier()
+    distributed = distributed_barrier()
     complete = plan.all_done()
     if complete and (not distributed or distributed_rank()[0] == 0):
         _write_stage_manifest(plan, dataset, config)

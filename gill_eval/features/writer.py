@@ -122,7 +122,7 @@ class BackgroundWriter:
                         writer.write_batch(msg[1]())
                     if msg is _STOP:  # the main thread stopped mid-unit: discard the partial shard
                         raise _Aborted
-                self.plan.mark_done(unit, msg[1])
+                self.plan.mark_done(unit, msg[1], [target])
         except _Aborted:
             return
         except BaseException as exc:  # handed to the main thread, which raises it

@@ -1,8 +1,11 @@
 """CLIP image-image similarity (GILL Tables 1-2): cosine of the two images' CLIP ViT-L/14 embeddings.
 
-The network and its eval transform come from open_clip. Embeddings are computed in fixed-size chunks
-(``batch_size``) in the order given, and normalised in fp32, so a score never depends on how the caller
-grouped the images into calls.
+The network comes from open_clip; its input is what GILL's scripts feed it (``evals/compute_clip_similarity_*.py``:
+Hugging Face ``CLIPProcessor``), built by ``official_clip_preprocess``. open_clip's own eval transform differs
+from it in one place: torchvision's centre crop rounds the offset where the processor floors it, one pixel
+apart whenever the resized long side minus 224 is 3 mod 4 (a 640x427 VisDial photo). Embeddings are computed
+in fixed-size chunks (``batch_size``) in the order given, and normalised in fp32, so a score never depends
+on how the caller grouped the images into calls.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class ClipImageEmbedder:
             batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images[start : start + self.batch_size]])
             batch = batch.to(self.device)
             # Autocast (not half weights) keeps the fp32 model usable for both precisions; the cosine
-            # is normalised in fp32 either way (metrics.md: >= 0.9999 agreement on random weights).
+            # is normalised in fp32 either way (docs/protocols.md: >= 0.9999 agreement on random weights).
             with torch.autocast(
                 device_type=torch.device(self.device).type,
                 dtype=PRECISIONS[self.precision],
@@ -55,6 +58,25 @@ class ClipImageEmbedder:
         if not chunks:
             return np.zeros((0, 0), dtype=np.float32)
         return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def official_clip_preprocess(model: torch.nn.Module) -> Callable[[Image.Image], torch.Tensor]:
+    """The CLIP processor of GILL's CLIP-similarity scripts, at ``model``'s input size and normalisation.
+
+    RGB; bicubic resize of the short side to the input size (long side truncated); centre crop with
+    floored offsets; x / 255 in float64 then float32; (x - mean) / std (docs/protocols.md).
+    """
+    from transformers import CLIPImageProcessorPil
+
+    cfg = model.visual.preprocess_cfg
+    side = int(cfg["size"][0] if isinstance(cfg["size"], (tuple, list)) else cfg["size"])
+    processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
+                                      image_mean=list(cfg["mean"]), image_std=list(cfg["std"]))
+
+    def preprocess(image: Image.Image) -> torch.Tensor:
+        return processor(images=[image], return_tensors="pt").pixel_values[0]
+
+    return preprocess
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

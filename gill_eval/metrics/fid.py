@@ -1,34 +1,34 @@
 """FID with torch-fidelity's ``inception-v3-compat`` extractor, streaming statistics and a content-keyed cache.
 
 Why not ``torch_fidelity.calculate_metrics`` directly: it holds every feature in memory and caches
-statistics under a name that ignores weights, resize and content (metrics.md). Here features are folded
-into float64 running sums as they are produced (constant memory for 30k images), the Fréchet distance is
+statistics under a name that ignores weights, resize and content (docs/protocols.md, FID). Here features
+are folded into float64 running sums as they are produced (constant memory for 30k images), the Fréchet distance is
 torch-fidelity's own ``fid_statistics_to_metric``, and reference statistics are cached under a key made of
 the image manifest hash, the resize mode, the extractor name and its weights hash.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+import zipfile
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import torch
 import torch_fidelity
 from PIL import Image
-from torch_fidelity import feature_extractor_inceptionv3 as _fe_module
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 
+from gill_eval.console import info
 from gill_eval.errors import InputError
 from gill_eval.models.weights import resolve
+from gill_eval.resizes import center_crop_square
 from gill_eval.store import atomic_path, cache_root, sha256_file
 
 EXTRACTOR = "inception-v3-compat"
@@ -38,14 +38,16 @@ RESIZE_MODE = f"center-crop square, PIL LANCZOS to {FID_SIZE}x{FID_SIZE}, uint8 
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
-@contextlib.contextmanager
-def _no_weight_loading() -> Iterator[None]:
-    # The extractor's constructor always loads weights; building random ones needs that step skipped.
-    with (
-        mock.patch.object(_fe_module, "load_state_dict_from_url", lambda *a, **k: {}),
-        mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd, strict=True: None),
-    ):
-        yield
+class _InitialInception(FeatureExtractorInceptionV3):
+    """The extractor's architecture with its initial weights.
+
+    torch-fidelity's constructor always loads a state dict (strictly), from a path or its URL; given a path
+    to an empty one, this subclass loads it non-strictly, so nothing is loaded and nothing is downloaded.
+    It adds no module, so its ``state_dict()`` is exactly the extractor's.
+    """
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
 
 
 def build_random_inception_weights(path: str | os.PathLike[str], seed: int = 0) -> Path:
@@ -55,18 +57,18 @@ def build_random_inception_weights(path: str | os.PathLike[str], seed: int = 0) 
     linear layers give features with std near 0.5, so different image sets give FIDs of order 10.
     """
     torch.manual_seed(seed)
-    with _no_weight_loading():
-        net = FeatureExtractorInceptionV3(EXTRACTOR, ["2048"])
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight)
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
-        elif isinstance(module, torch.nn.Linear):
-            torch.nn.init.normal_(module.weight, std=FEATURE_DIM**-0.5)
-            torch.nn.init.zeros_(module.bias)
     target = Path(path)
     with atomic_path(target) as tmp:
+        torch.save({}, tmp)  # the empty state dict the constructor loads (see _InitialInception)
+        net = _InitialInception(EXTRACTOR, ["2048"], feature_extractor_weights_path=str(tmp))
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight)
+                if module.bias is not None:
+                    torch.nn.init.zeros_(module.bias)
+            elif isinstance(module, torch.nn.Linear):
+                torch.nn.init.normal_(module.weight, std=FEATURE_DIM**-0.5)
+                torch.nn.init.zeros_(module.bias)
         torch.save(net.state_dict(), tmp)
     return target
 
@@ -91,12 +93,7 @@ def load_inception(weights: str | os.PathLike[str] | None = None, device: str = 
 
 def fid_uint8(image: Image.Image) -> np.ndarray:
     """Centre-crop to a square and resize to 256 (LANCZOS): HWC uint8, so images of any size stack."""
-    im = image.convert("RGB")
-    w, h = im.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    im = im.crop((left, top, left + side, top + side)).resize((FID_SIZE, FID_SIZE), Image.Resampling.LANCZOS)
-    return np.asarray(im, dtype=np.uint8)
+    return np.asarray(center_crop_square(image, FID_SIZE), dtype=np.uint8)
 
 
 @torch.no_grad()
@@ -117,7 +114,7 @@ class RunningStats:
     """Mean and covariance from float64 running sums of features shifted by the first batch's mean.
 
     Shifting first avoids the cancellation of E[xx^T] - mu mu^T (450% wrong in fp32 on features offset by
-    100, metrics.md); float64 sums make the result independent of chunking to ~1e-12.
+    100; docs/protocols.md, FID); float64 sums make the result independent of chunking to ~1e-12.
     """
 
     def __init__(self, dim: int = FEATURE_DIM) -> None:
@@ -157,33 +154,23 @@ def frechet_distance(stats_1: dict[str, np.ndarray], stats_2: dict[str, np.ndarr
     return float(fid_statistics_to_metric(s1, s2, verbose=False)[torch_fidelity.KEY_METRIC_FID])
 
 
-def weighted_statistics(features: np.ndarray, weights: np.ndarray, chunk: int = 4096) -> dict[str, np.ndarray]:
-    """Statistics of a resample given as integer counts per row (a bootstrap replicate), chunked."""
-    w = np.asarray(weights, dtype=np.float64)
-    n = w.sum()
-    mu = np.zeros(features.shape[1])
-    for start in range(0, len(features), chunk):
-        mu += w[start : start + chunk] @ np.asarray(features[start : start + chunk], dtype=np.float64)
-    mu /= n
-    sigma = np.zeros((features.shape[1], features.shape[1]))
-    for start in range(0, len(features), chunk):
-        c = np.asarray(features[start : start + chunk], dtype=np.float64) - mu
-        sigma += (c * w[start : start + chunk, None]).T @ c
-    return {"mu": mu, "sigma": sigma / (n - 1)}
+def statistics_by_group(
+    features: np.ndarray, labels: Sequence[Hashable | None], chunk: int = 1024
+) -> dict[Hashable, dict[str, np.ndarray]]:
+    """``{"mu", "sigma"}`` of each group of rows (``labels[i]`` names row i's group; None leaves it out).
 
-
-def fid_bootstrap(
-    features: np.ndarray, reference: dict[str, np.ndarray], replicates: int = 50, seed: int = 0
-) -> tuple[float, float]:
-    """95% percentile interval of FID over resamples of the generated images (reference held fixed)."""
-    rng = np.random.default_rng(seed)
-    n = len(features)
-    values = [
-        frechet_distance(weighted_statistics(features, rng.multinomial(n, np.full(n, 1.0 / n))), reference)
-        for _ in range(replicates)
-    ]
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    Streamed in chunks of ``chunk`` rows (``features`` may be a memory map), one ``RunningStats`` per group.
+    """
+    if len(labels) != len(features):
+        raise ValueError(f"{len(labels)} labels for {len(features)} feature rows")
+    codes = {label: i for i, label in enumerate(dict.fromkeys(x for x in labels if x is not None))}
+    index = np.array([codes[x] if x is not None else -1 for x in labels], dtype=np.int64)
+    running = [RunningStats(features.shape[1]) for _ in codes]
+    for start in range(0, len(features), chunk):
+        block = np.asarray(features[start : start + chunk])
+        for i, stats in enumerate(running):
+            stats.update(block[index[start : start + chunk] == i])
+    return {label: running[i].statistics() for label, i in codes.items()}
 
 
 # ---------------------------------------------------------------- reference statistics cache
@@ -229,7 +216,7 @@ def load_statistics(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
         with np.load(p, allow_pickle=False) as data:
             stats = {"mu": data["mu"].astype(np.float64), "sigma": data["sigma"].astype(np.float64)}
             meta = json.loads(str(data["meta"]))
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # also a truncated file
         raise InputError(f"{p}: not a gill-eval FID statistics file ({exc})") from exc
     if stats["mu"].ndim != 1 or stats["sigma"].shape != (len(stats["mu"]), len(stats["mu"])):
         raise InputError(f"{p}: mu/sigma shapes {stats['mu'].shape}/{stats['sigma'].shape} do not match")
@@ -237,9 +224,16 @@ def load_statistics(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
 
 
 def cached_reference(key: ReferenceKey) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """The cached statistics for ``key``, or None."""
+    """The cached statistics for ``key``, or None (also when the cached file is broken: it is derived, so
+    the caller recomputes and overwrites it; docs/reliability.md)."""
     path = _npz_path(key)
-    return load_statistics(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return load_statistics(path)
+    except InputError as exc:
+        info(f"[yellow]{exc}; recomputing the cached statistics[/]")
+        return None
 
 
 def store_reference(key: ReferenceKey, stats: dict[str, np.ndarray], n: int) -> Path:

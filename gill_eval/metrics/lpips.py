@@ -26,7 +26,7 @@ from gill_eval.models.weights import resolve
 LPIPS_SIZE = 256
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 RANDOM_TRUNK = "random"
-# torchvision AlexNet ``features.{i}`` -> lpips ``net.slice{k}.{i}`` (metrics.md).
+# torchvision AlexNet ``features.{i}`` -> lpips ``net.slice{k}.{i}`` (docs/protocols.md, LPIPS).
 _TRUNK_SLICES = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
 
 
@@ -46,7 +46,7 @@ def _trunk_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_linear_loaded(net: _lpips.LPIPS) -> None:
-    """lpips loads its linear weights with strict=False: make sure they really arrived (metrics.md trap)."""
+    """lpips loads its linear weights with strict=False: make sure they really arrived (docs/protocols.md, LPIPS)."""
     shipped = Path(_lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
     state = torch.load(shipped, map_location="cpu", weights_only=True)
     if not torch.equal(net.lin0.model[1].weight, state["lin0.model.1.weight"]):
@@ -77,13 +77,15 @@ def build_lpips(trunk: str | os.PathLike[str] | None = None) -> tuple[_lpips.LPI
 
 
 def to_lpips_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
-    """RGB images -> float NCHW in [-1, 1], resized to 256x256 (bilinear, antialias, aspect not kept)."""
+    """RGB images -> float NCHW in [-1, 1] at 256x256, in the order of GILL's ``evals/lpips_2dirs.py``:
+    ``lpips.im2tensor`` (x / 127.5 - 1 in float64, then float32), then a bilinear antialiased resize to
+    256x256, aspect not kept (docs/protocols.md)."""
     tensors = []
     for im in images:
-        t = TF.pil_to_tensor(im.convert("RGB")).float().div(255.0)
-        t = TF.resize(t, [LPIPS_SIZE, LPIPS_SIZE], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-        tensors.append(t * 2.0 - 1.0)
-    return torch.stack(tensors)
+        t = _lpips.im2tensor(np.asarray(im.convert("RGB")))
+        tensors.append(TF.resize(t, [LPIPS_SIZE, LPIPS_SIZE], interpolation=TF.InterpolationMode.BILINEAR,
+                                 antialias=True))
+    return torch.cat(tensors)
 
 
 class LpipsScorer:

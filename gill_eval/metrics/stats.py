@@ -5,14 +5,20 @@ standard deviation over seeds of the per-seed means. Bootstrap intervals resampl
 all its seeds), because the examples, not the seeds, are the sample from the population. The paired
 bootstrap compares two models on the same (example, seed) pairs, which is far tighter than comparing two
 unpaired intervals. All resampling uses a fixed seed so reports are reproducible.
+
+A set-level metric (FID) has one value per seed, not one per example; ``over_seeds`` gives its mean, seed
+std and a Student-t interval over seeds (docs/protocols.md, statistics).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 BOOTSTRAP_REPLICATES = 1000
 BOOTSTRAP_SEED = 0
@@ -24,8 +30,8 @@ class Aggregate:
 
     mean: float
     std_over_seeds: float | None  # None with a single seed
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # None where no interval can be given (a set-level metric with a single seed)
+    ci_high: float | None
     n_examples: int
     n_seeds: int
 
@@ -93,9 +99,32 @@ def aggregate(rows: pd.DataFrame, replicates: int = BOOTSTRAP_REPLICATES, seed: 
     )
 
 
+def over_seeds(values: Sequence[float], n_examples: int, level: float = 0.95) -> Aggregate:
+    """Mean and std of one value per seed, with the Student-t interval for their expectation.
+
+    For a set-level metric such as FID, whose value per seed is computed from that seed's whole set of
+    images: the seeds are independent draws, so the interval covers the metric's expectation at this
+    sample size at its nominal rate (resampling images with replacement would not: duplicates inflate
+    FID). A single seed gives no spread and no interval (None).
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.ndim != 1 or len(vals) == 0:
+        raise ValueError("no per-seed values to aggregate")
+    mean = float(vals.mean())
+    if len(vals) == 1:
+        return Aggregate(mean, None, None, None, n_examples, 1)
+    std = float(vals.std(ddof=1))
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, len(vals) - 1)) * std / np.sqrt(len(vals))
+    return Aggregate(mean, std, mean - half, mean + half, n_examples, len(vals))
+
+
 @dataclass(frozen=True)
 class PairedDifference:
-    """Model A minus model B on the (example, seed) pairs both have."""
+    """Model A minus model B on the (example, seed) pairs both have.
+
+    ``n_pairs`` counts the pairs the difference is computed from: shared examples scored by both models
+    under every seed, times the seeds (an example missing under one seed is left out, as in ``aggregate``).
+    """
 
     diff: float
     ci_low: float
@@ -115,4 +144,5 @@ def paired_difference(
         raise ValueError("the two models share no (example, seed) pair")
     merged = merged.assign(value=merged["value_a"] - merged["value_b"])[["example_id", "seed", "value"]]
     agg = aggregate(merged, replicates, seed)
-    return PairedDifference(diff=agg.mean, ci_low=agg.ci_low, ci_high=agg.ci_high, n_pairs=len(merged))
+    return PairedDifference(diff=agg.mean, ci_low=agg.ci_low, ci_high=agg.ci_high,
+                            n_pairs=agg.n_examples * agg.n_seeds)

@@ -2,20 +2,25 @@
 
 ``glide-text2im`` is not on PyPI; it is an optional extra (``pip install
 git+https://github.com/openai/glide-text2im``), checked by the registry before this model is built.
-The sampling follows the package's text2im notebook: classifier-free guidance 3.0 (the GLIDE paper's
-setting) on the base model's stochastic sampler, then the upsampler's DDIM sampler with noise scaled by
-``upsample_temp``. gill-eval's only change is where randomness comes from: the package draws from the
-global torch RNG, so an image would depend on what ran before it; here every random draw of item ``i``
-(initial noise, per-step noise, upsampler noise) comes from item ``i``'s own CPU generator, so a batch
-equals single calls. The per-step update is the package's ``p_sample`` written out with that noise.
+GILL's released code has no GLIDE script, so the sampling follows the package's text2im notebook, the
+only published recipe: classifier-free guidance 3.0 on the base model's stochastic sampler respaced to
+100 steps, then the upsampler's DDIM sampler respaced to ``fast27`` with its initial noise scaled by 0.997
+(docs/protocols.md, GLIDE). gill-eval's only change is where randomness comes from: the package draws
+from the global torch RNG, so an image would depend on what ran before it; here every random draw of item
+``i`` (initial noise, per-step noise, upsampler noise) comes from item ``i``'s own CPU generator, so a
+batch equals single calls. The per-step update is the package's ``p_sample`` written out with that noise.
 
-Checkpoints are the package's own (``base``, ``upsample``), cached under ``cache_root()/glide`` instead of
-the package's default (a folder in the current directory), and read with ``weights_only=True``.
+Weights: a folder with the package's ``base.pt`` and ``upsample.pt`` (state dicts, read with
+``weights_only=True``), by default the registered weight ``glide`` that ``gill-eval models fetch glide``
+stages from OpenAI's URLs. The architectures are the package's own ``model_and_diffusion_defaults()`` and
+``model_and_diffusion_defaults_upsampler()``, updated with the folder's optional ``glide_config.json``
+(which only ``tiny-glide``'s folder has: the same models at small widths).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -23,7 +28,7 @@ from typing import Any, Optional
 import torch
 from PIL import Image
 
-from gill_eval.errors import ConfigError, OfflineError
+from gill_eval.errors import ConfigError, InputError
 from gill_eval.models.base import (
     GENERATE,
     Context,
@@ -33,15 +38,20 @@ from gill_eval.models.base import (
     option,
     resolve_device,
     truncation_stats,
+    weights_fingerprint,
 )
+from gill_eval.models.tiny import GLIDE_CONFIG
 
 INSTALL = "pip install git+https://github.com/openai/glide-text2im"
+CHECKPOINTS = ("base", "upsample")
 
 
 @dataclasses.dataclass
 class GlideOptions:
     """Options of ``glide``; defaults follow glide-text2im's text2im notebook and the GLIDE paper."""
 
+    weights: Optional[str] = option(None, "registered weight name or folder with base.pt and upsample.pt "
+                                          "(default: glide, staged by `gill-eval models fetch glide`)")
     guidance: float = option(3.0, "classifier-free guidance scale of the base model")
     base_steps: str = option("100", "timestep respacing of the base model (e.g. 100, 250, fast27)")
     upsample_steps: str = option("fast27", "timestep respacing of the upsampler (DDIM)")
@@ -53,6 +63,14 @@ class GlideOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"option batch_size={self.batch_size}: must be at least 1")
+
+
+@dataclasses.dataclass
+class TinyGlideOptions(GlideOptions):
+    """Options of ``tiny-glide``: the same knobs; weights default to the tiny random GLIDE."""
+
+    weights: Optional[str] = option(None, "folder with base.pt and upsample.pt (default: the tiny random GLIDE "
+                                          "built on first use)")
 
 
 class GlideModel(Model):
@@ -76,32 +94,40 @@ class GlideModel(Model):
         self.device = resolve_device(self.options.device)
         if self.options.use_fp16 is None:
             self.options.use_fp16 = self.device.type == "cuda"
-        self.base_config = model_and_diffusion_defaults()
+        self.source = self._default_weights() if self.options.weights is None else self.options.weights
+        folder = glide_weights_dir(self.source)  # first: missing weights fail before any work
+        overrides = read_overrides(folder)
+        self.base_config = {**model_and_diffusion_defaults(), **overrides.get("base", {})}
         self.base_config.update(use_fp16=self.options.use_fp16, timestep_respacing=self.options.base_steps)
-        self.up_config = model_and_diffusion_defaults_upsampler()
+        self.up_config = {**model_and_diffusion_defaults_upsampler(), **overrides.get("upsample", {})}
         self.up_config.update(use_fp16=self.options.use_fp16, timestep_respacing=self.options.upsample_steps)
-        self.base, self.base_diffusion = self._build(create_model_and_diffusion, self.base_config, "base")
-        self.up, self.up_diffusion = self._build(create_model_and_diffusion, self.up_config, "upsample")
+        self.base, self.base_diffusion = self._build(create_model_and_diffusion, self.base_config, folder, "base")
+        self.up, self.up_diffusion = self._build(create_model_and_diffusion, self.up_config, folder, "upsample")
         self._hashes: dict[str, str] | None = None
 
-    def _build(self, create: Any, config: dict[str, Any], checkpoint: str) -> tuple[Any, Any]:
-        state = load_glide_checkpoint(checkpoint, self.device)  # first: a missing file fails before any work
+    def _default_weights(self) -> str:
+        return "glide"
+
+    def _build(self, create: Any, config: dict[str, Any], folder: Path, checkpoint: str) -> tuple[Any, Any]:
         try:
             model, diffusion = create(**config)
-        except (ValueError, KeyError) as exc:  # e.g. an unparsable timestep respacing
-            raise ConfigError(f"model 'glide': invalid setting for the {checkpoint} model: {exc}") from None
+        except (ValueError, KeyError, AssertionError) as exc:  # e.g. an unparsable timestep respacing
+            raise ConfigError(f"model {self.name!r}: invalid setting for the {checkpoint} model: {exc}") from None
         model.eval()
         if self.options.use_fp16:
             model.convert_to_fp16()
         model.to(self.device)
-        model.load_state_dict(state)
+        path = folder / f"{checkpoint}.pt"
+        try:
+            model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        except RuntimeError as exc:  # a checkpoint of another architecture
+            first = str(exc).strip().splitlines()[0]
+            raise InputError(f"{path}: does not fit the {checkpoint} model built from its config ({first})") from None
         return model, diffusion
 
     def weight_hashes(self) -> dict[str, str]:
-        from gill_eval.store.atomic import sha256_file
-
         if self._hashes is None:
-            self._hashes = {name: sha256_file(checkpoint_path(name)) for name in ("base", "upsample")}
+            self._hashes = {"glide": weights_fingerprint(self.source, registered_as="glide")}
         return self._hashes
 
     def _tokens(
@@ -182,32 +208,53 @@ class GlideModel(Model):
         return [Image.fromarray(p) for p in pixels], truncated
 
 
-def checkpoint_dir() -> Path:
-    """Where GLIDE checkpoints are cached (not the package's default, a folder in the current directory)."""
-    from gill_eval.store.root import cache_root
 
-    return cache_root() / "glide"
+class TinyGlideModel(GlideModel):
+    """The tiny random GLIDE (same code path, meaningless images): for tests and the quickstart."""
+
+    name = "tiny-glide"
+    Options = TinyGlideOptions
+    description = ("tiny random-weight GLIDE (64x64 base + 128x128 upsampler) for tests and the quickstart; "
+                   "not a real model (optional: glide-text2im)")
+
+    def _default_weights(self) -> str:
+        from gill_eval.models.tiny import tiny_glide_dir
+
+        return str(tiny_glide_dir())
 
 
-def checkpoint_path(name: str) -> Path:
-    """The cached file of checkpoint ``name`` (``base`` or ``upsample``), named as the package names it."""
-    from glide_text2im.download import MODEL_PATHS
+def glide_weights_dir(source: str) -> Path:
+    """The folder holding ``base.pt`` and ``upsample.pt``: a local folder as is, or a registered weight
+    resolved through the weight registry (offline mode fails at once naming `gill-eval models fetch`)."""
+    from gill_eval.models import weights
 
-    return checkpoint_dir() / MODEL_PATHS[name].split("/")[-1]
+    path = Path(source).expanduser()
+    if not path.exists():
+        if source not in weights.REGISTRY:
+            raise ConfigError(f"option weights={source!r}: neither a folder nor a registered weight (e.g. glide)")
+        path = weights.resolve(source)
+    missing = [f"{name}.pt" for name in CHECKPOINTS if not (path / f"{name}.pt").is_file()]
+    if missing:
+        raise InputError(f"{path}: no {' or '.join(missing)}; a GLIDE weights folder holds base.pt and upsample.pt")
+    return path
 
 
-def load_glide_checkpoint(name: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """A GLIDE state dict: from the cache if present (never touching the network), else downloaded first
-    with the package's own fetcher (its ``load_checkpoint`` would contact the server even when the file is
-    cached); offline mode fails at once naming the file it needs."""
-    from gill_eval.models.weights import is_offline
+def read_overrides(folder: Path) -> dict[str, dict[str, Any]]:
+    """The folder's ``glide_config.json`` (changes to the package's defaults per checkpoint), or none."""
+    from glide_text2im.model_creation import model_and_diffusion_defaults
 
-    path = checkpoint_path(name)
+    path = folder / GLIDE_CONFIG
     if not path.is_file():
-        if is_offline():
-            raise OfflineError(f"GLIDE checkpoint {name!r} is not staged at {path} and offline mode is on; "
-                               f"run once online, or copy the package's {path.name} there")
-        from glide_text2im.download import MODEL_PATHS, fetch_file_cached
-
-        fetch_file_cached(MODEL_PATHS[name], progress=True, cache_dir=str(checkpoint_dir()))
-    return torch.load(path, map_location=device, weights_only=True)
+        return {}
+    try:
+        overrides = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    known = set(model_and_diffusion_defaults())
+    for name, changes in overrides.items():
+        if name not in CHECKPOINTS or not isinstance(changes, dict):
+            raise InputError(f"{path}: key {name!r}: expected 'base' or 'upsample' holding an object")
+        if unknown := sorted(set(changes) - known):
+            raise InputError(f"{path}: {name}: unknown setting(s) {', '.join(unknown)} "
+                             f"(glide-text2im's model_and_diffusion_defaults() has {', '.join(sorted(known))})")
+    return overrides

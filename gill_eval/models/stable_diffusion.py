@@ -29,24 +29,16 @@ from gill_eval.models.base import (
     truncation_stats,
     weights_fingerprint,
 )
+from gill_eval.models.sampler import SamplerOptions
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-#: preset -> (guidance, steps, scheduler). "gill": GILL's generation defaults (Tables 1-2, PNDM as in its
-#: evaluation code); "fid": GILL Table 8's protocol (classifier-free guidance 3.0, 250 DDIM steps).
-PRESETS: dict[str, tuple[float, int, str]] = {"gill": (7.5, 50, "pndm"), "fid": (3.0, 250, "ddim")}
-SCHEDULERS = {"pndm": "PNDMScheduler", "ddim": "DDIMScheduler"}
-
 
 @dataclasses.dataclass
-class SDOptions:
-    """Options of ``sd``. ``guidance``, ``steps`` and ``scheduler`` default to the preset's values."""
+class SDOptions(SamplerOptions):
+    """Options of ``sd``: the shared sampler options (``models.sampler``) and the pipeline's own."""
 
     weights: Optional[str] = option(None, "hub id, registered weight name or local diffusers folder (default: SD 1.5)")
-    preset: Literal["gill", "fid"] = option("gill", "gill: guidance 7.5, 50 PNDM steps; fid: 3.0, 250 DDIM steps")
-    guidance: Optional[float] = option(None, "classifier-free guidance scale (default: the preset's)")
-    steps: Optional[int] = option(None, "denoising steps (default: the preset's)")
-    scheduler: Optional[Literal["pndm", "ddim"]] = option(None, "sampler (default: the preset's)")
     height: int = option(512, "image height in pixels (multiple of 8)")
     width: int = option(512, "image width in pixels (multiple of 8)")
     dtype: Optional[Literal["fp16", "fp32", "bf16"]] = option(None, "weights dtype (default: fp16 on GPU, fp32 on CPU)")
@@ -54,14 +46,7 @@ class SDOptions:
     batch_size: int = option(8, "images per pipeline call (results do not depend on it)", runtime=True)
 
     def __post_init__(self) -> None:
-        guidance, steps, scheduler = PRESETS[self.preset]
-        self.guidance = guidance if self.guidance is None else self.guidance
-        self.steps = steps if self.steps is None else self.steps
-        self.scheduler = scheduler if self.scheduler is None else self.scheduler
-        if self.steps < 1:
-            raise ConfigError(f"option steps={self.steps}: must be at least 1")
-        if self.guidance < 0:
-            raise ConfigError(f"option guidance={self.guidance}: must be >= 0")
+        super().__post_init__()
         for key in ("height", "width"):
             if getattr(self, key) < 8 or getattr(self, key) % 8:
                 raise ConfigError(f"option {key}={getattr(self, key)}: must be a positive multiple of 8")
@@ -99,7 +84,7 @@ class StableDiffusionModel(Model):
         if pipeline is not None:
             import diffusers
 
-            scheduler_cls = getattr(diffusers, SCHEDULERS[self.options.scheduler])
+            scheduler_cls = getattr(diffusers, self.options.scheduler_class())
             if type(pipeline.scheduler) is not scheduler_cls:
                 pipeline.scheduler = scheduler_cls.from_config(pipeline.scheduler.config)
             self.pipe = pipeline
@@ -108,7 +93,7 @@ class StableDiffusionModel(Model):
 
         self.source = self._default_weights() if self.options.weights is None else self.options.weights
         self.pipe = weights.load_sd_pipeline(
-            self.source, device=self.device, dtype=self.options.dtype, scheduler=SCHEDULERS[self.options.scheduler]
+            self.source, device=self.device, dtype=self.options.dtype, scheduler=self.options.scheduler_class()
         )
 
     def _default_weights(self) -> str:

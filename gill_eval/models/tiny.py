@@ -132,7 +132,7 @@ def tiny_text_encoder(seed: int = 0):  # -> CLIPTextModel
 
 
 def build_tiny_sd_pipeline(seed: int = 0):  # -> StableDiffusionPipeline
-    """diffusers' own ``StableDiffusionPipeline`` from the tiny components (64x64, see metrics.md)."""
+    """diffusers' own ``StableDiffusionPipeline`` from the tiny components (64x64 images)."""
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     torch.manual_seed(seed)
@@ -165,3 +165,45 @@ def tiny_sd_dir(root: Path | None = None, seed: int = 0) -> Path:
         build_tiny_sd_pipeline(seed).save_pretrained(folder, safe_serialization=True)
 
     return cached_build("sd", root, seed, build)
+
+
+#: The file of a GLIDE weights folder that changes glide-text2im's default architectures (tiny-glide's only;
+#: models/glide.py reads it).
+GLIDE_CONFIG = "glide_config.json"
+#: Overrides of glide-text2im's own ``model_and_diffusion_defaults()`` (``base``) and
+#: ``model_and_diffusion_defaults_upsampler()`` (``upsample``) for the tiny GLIDE: the real 64x64 base
+#: architecture, tokenizer and 128-token context at small widths (32 channels: the package's GroupNorm
+#: needs 32 groups), and an upsampler to 128x128 instead of 256x256 so that it samples in seconds on a CPU.
+TINY_GLIDE_OVERRIDES: dict[str, dict] = {
+    "base": {"num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,1,2,2", "num_head_channels": 32,
+             "attention_resolutions": "8", "xf_width": 64, "xf_layers": 2, "xf_heads": 2},
+    "upsample": {"image_size": 128, "num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,1,1,2,2",
+                 "num_head_channels": 32, "attention_resolutions": "8", "xf_width": 64, "xf_layers": 2,
+                 "xf_heads": 2},
+}
+
+
+def tiny_glide_dir(root: Path | None = None, seed: int = 0) -> Path:
+    """A folder laid out like the staged official GLIDE weights (``base.pt``, ``upsample.pt``: state dicts
+    written with ``torch.save``) plus ``glide_config.json`` with ``TINY_GLIDE_OVERRIDES``; needs
+    glide-text2im. GLIDE zero-initialises its output layers (images would not depend on the text), so the
+    parameters that start at zero are drawn small and random. Load it with ``load_model("tiny-glide")`` or
+    ``load_model("glide", {"weights": str(d)})``.
+    """
+
+    def build(folder: Path) -> None:
+        from glide_text2im.model_creation import (create_model_and_diffusion, model_and_diffusion_defaults,
+                                                  model_and_diffusion_defaults_upsampler)
+
+        defaults = {"base": model_and_diffusion_defaults(), "upsample": model_and_diffusion_defaults_upsampler()}
+        torch.manual_seed(seed)
+        for name, config in defaults.items():
+            model, _ = create_model_and_diffusion(**{**config, **TINY_GLIDE_OVERRIDES[name], "use_fp16": False})
+            with torch.no_grad():
+                for param in model.parameters():
+                    if not param.any():
+                        param.normal_(0.0, 0.02)
+            torch.save(model.state_dict(), folder / f"{name}.pt")
+        (folder / GLIDE_CONFIG).write_text(json.dumps(TINY_GLIDE_OVERRIDES, indent=2))
+
+    return cached_build("glide", root, seed, build)

@@ -75,6 +75,8 @@ class WeightSpec:
 
 _SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 _OPENAI_CLIP_OC = "timm/vit_large_patch14_clip_224.openai"
+#: Where glide-text2im downloads its checkpoints from (its download.py, MODEL_PATHS).
+_GLIDE_URL = "https://openaipublic.blob.core.windows.net/diffusion/dec-2021"
 
 REGISTRY: dict[str, WeightSpec] = {
     spec.name: spec
@@ -131,7 +133,7 @@ REGISTRY: dict[str, WeightSpec] = {
                            "weights-inception-2015-12-05-6726825d.pth",
                            "weights-inception-2015-12-05-6726825d.pth", "6726825d"),),
             location="torch-hub",
-            used_by="FID, KID",
+            used_by="FID",
         ),
         WeightSpec(
             name="opt-6.7b",
@@ -152,6 +154,14 @@ REGISTRY: dict[str, WeightSpec] = {
                       "special_tokens_map.json", "vocab.json", "merges.txt"),
             weight_groups=(("model.safetensors", "pytorch_model.bin"),),
             used_by="gill",
+        ),
+        WeightSpec(
+            name="glide",
+            description="GLIDE (filtered) base 64x64 and upsampler 256x256 checkpoints (OpenAI, dec-2021)",
+            source="url",
+            files=(UrlFile(f"{_GLIDE_URL}/base.pt", "base.pt"), UrlFile(f"{_GLIDE_URL}/upsample.pt", "upsample.pt")),
+            location="cache",
+            used_by="glide",
         ),
         WeightSpec(
             name="gill-checkpoint",
@@ -384,6 +394,15 @@ def staged(verify: bool = False) -> list[dict[str, Any]]:
             "verified": verified,
         })
     return rows
+
+
+def require_staged(names: Iterable[str]) -> None:
+    """In offline mode, an ``OfflineError`` naming the first of ``names`` that is not staged (checked before a
+    run spends time on generation); online, missing weights are fetched when first loaded."""
+    if is_offline():
+        for name in names:
+            if local_path(name) is None:
+                raise _offline_error(name)
 
 
 def resolve(name: str) -> Path:

@@ -5,19 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gill_eval.bench.contexts import parse_vist_context
+from gill_eval.bench.registry import ContextPlot
 from gill_eval.store import atomic_path
 
 
-def _x(benchmark: str, context: str) -> tuple[float, str]:
-    if benchmark == "visdial":
-        return float(context[1:]), context[1:]
-    spec = parse_vist_context(context)
-    return spec.captions + spec.images / 10, context  # captions on the axis, images as a small offset
-
-
-def plot_context_curves(results: list[dict[str, Any]], benchmark: str, metric: str, out: Path) -> Path | None:
-    """Mean with its 95% interval per context size, one line per model; None when nothing to plot."""
+def plot_context_curves(results: list[dict[str, Any]], benchmark: str, metric: str, out: Path,
+                        axis: ContextPlot) -> Path | None:
+    """Mean with its 95% interval per context size (placed by the benchmark's declared ``axis``), one line
+    per model; None when nothing to plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,7 +24,7 @@ def plot_context_curves(results: list[dict[str, Any]], benchmark: str, metric: s
             continue
         agg = (r["metrics"].get(metric) or {}).get("aggregate")
         if agg:
-            x, tick = _x(benchmark, r["context"])
+            x, tick = axis.position(r["context"])
             series.setdefault(r["model"]["label"], []).append((x, tick, agg["mean"], agg["ci_low"], agg["ci_high"]))
     if not series:
         return None
@@ -43,7 +38,7 @@ def plot_context_curves(results: list[dict[str, Any]], benchmark: str, metric: s
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
         ticks.update({p[0]: p[1] for p in points})
     ax.set_xticks(sorted(ticks), [ticks[k] for k in sorted(ticks)])
-    ax.set_xlabel("dialogue rounds" if benchmark == "visdial" else "context")
+    ax.set_xlabel(axis.axis)
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(f"{benchmark}: {metric.replace('_', ' ')} vs context (95% CI)")
     ax.legend(fontsize=8)

@@ -10,10 +10,12 @@ paired bootstrap over the (example, seed) pairs both models have.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from gill_eval.bench import registry
+from gill_eval.bench.registry import Layout
 from gill_eval.bench.results import load_scores
 from gill_eval.metrics.stats import paired_difference
 
@@ -27,34 +29,10 @@ def paper_tables() -> dict[str, Any]:
     return json.loads(resources.files("gill_eval.report").joinpath("paper_tables.json").read_text(encoding="utf-8"))
 
 
-@dataclass
-class Layout:
-    """One paper table: which benchmark feeds it, its metrics and column contexts."""
-
-    key: str
-    title: str
-    benchmark: str
-    metrics: list[str]
-    contexts: list[str]
-    context_titles: dict[str, str]
-    paper_key: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-LAYOUTS = [
-    Layout("table1", "Table 1. VIST: generating the last image of a story", "vist", ["clip_similarity", "lpips"],
-           ["1c", "5c", "5c4i"], {"1c": "1 caption", "5c": "5 captions", "5c4i": "5 caps, 4 images"},
-           "table1_vist_generation"),
-    Layout("table2", "Table 2. VisDial: generating the image from a dialogue", "visdial", ["clip_similarity", "lpips"],
-           ["r1", "r5", "r10"], {"r1": "1 round", "r5": "5 rounds", "r10": "10 rounds"}, "table2_visdial_generation"),
-    Layout("table5", "Table 5. VIST contextual image retrieval (5 captions, 4 images)", "vist-retrieval",
-           ["R@1", "R@5", "R@10"], ["5c4i"], {"5c4i": ""}, "table5_vist_retrieval_5c4i",
-           ["Recall in %. Ranks are pessimistic (ties count against the model); the 4 context images are excluded."]),
-    Layout("table3", "Tables 3-4. CC3M validation FID", "cc3m-fid", ["fid"], ["captions"], {"captions": ""},
-           "table3_mapper_ablation"),
-    Layout("table8", "Table 8. MS-COCO 2014 zero-shot FID", "coco-fid", ["fid"], ["captions"], {"captions": ""},
-           "table8_coco2014_zero_shot_fid_30k"),
-]
+def layouts() -> list[Layout]:
+    """The report tables, one per registered benchmark, in report order (each benchmark declares its own,
+    gill_eval/bench/specs/)."""
+    return registry.layouts()
 
 
 def _fmt(value: float | None, decimals: int) -> str:
@@ -74,17 +52,17 @@ def _paper_rows(layout: Layout, paper: dict[str, Any]) -> list[tuple[str, list[s
     rows = []
     for name, entry in data.get("rows", {}).items():
         cells: list[str] = []
-        if layout.key in ("table1", "table2"):
+        if layout.paper_cells == "per_metric_context":
             for metric in layout.metrics:
                 for ctx in layout.contexts:
-                    col = ctx.lstrip("r") if layout.key == "table2" else ctx
+                    col = layout.paper_columns.get(ctx, ctx)
                     cells.append(_paper_cell(entry.get(metric, {}).get(col), DECIMALS[metric] - 1))
-        elif layout.key == "table5":
-            cells = [_paper_cell(v, 1) for v in entry]
-        elif layout.key == "table3":
-            cells = [_paper_cell(entry[0], 2)]
+        elif layout.paper_cells == "list":
+            cells = [_paper_cell(v, DECIMALS[m]) for v, m in zip(entry, layout.metrics, strict=True)]
+        elif layout.paper_cells == "first":
+            cells = [_paper_cell(entry[0], DECIMALS[layout.metrics[0]])]
         else:
-            cells = [_paper_cell(entry, 2)]
+            cells = [_paper_cell(entry, DECIMALS[layout.metrics[0]])]
         rows.append((f"{name} (paper)", cells))
     return rows
 
@@ -118,8 +96,6 @@ def _cell(result: dict[str, Any] | None, metric: str, notes: Footnotes) -> tuple
     text = _fmt(agg["mean"], d)
     if agg.get("std_over_seeds") is not None:
         text += f" ± {agg['std_over_seeds']:.4f}"
-    elif agg.get("ci_low") is not None and metric == "fid":
-        text += f" [{agg['ci_low']:.2f}, {agg['ci_high']:.2f}]"
     if m.get("warning"):
         text += f" {notes.mark(m['warning'])}"
     if m["n_evaluated"] < result["n_expected"]:
@@ -158,7 +134,7 @@ def render_table(layout: Layout, results: list[dict[str, Any]], baseline: str | 
         lines += ["> Rows below were scored with tiny random-weight networks: their numbers are meaningless.", ""]
     lines += ["| Model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for name, cells in _paper_rows(layout, paper):
-        if layout.key in ("table1", "table2"):
+        if layout.paper_cells == "per_metric_context":
             cells = cells + [""] * (len(columns) - len(cells))  # extra contexts were not published
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     data_rows = []
@@ -219,7 +195,7 @@ def provenance_rows(results: list[dict[str, Any]]) -> list[str]:
     lines = ["| Benchmark | Context | Model | Fingerprint | Data | Scorers | Seeds | Protocol |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["benchmark"], r["model"]["label"], r["context"])):
         proto = r.get("protocol", {})
-        proto_text = ", ".join(f"{k}={v}" for k, v in sorted(proto.items()) if k in ("reference", "ties", "num", "rounds"))
+        proto_text = ", ".join(f"{k}={v}" for k, v in sorted(proto.items()) if k in ("reference", "ties", "num", "rounds", "limit"))
         lines.append(f"| {r['benchmark']} | {r['context']} | {r['model']['label']} | `{r['model']['fingerprint_hash']}` "
                      f"| `{r['data']['manifest_hash'][:12]}` | {r['scorers'].get('preset', '?')} | "
                      f"{','.join(map(str, r['seeds']))} | {proto_text or '-'} |")

@@ -1,7 +1,7 @@
 """The shard store: every stage reads and writes folders of Parquet shards through this package."""
 
 from gill_eval.store.atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
-from gill_eval.store.manifest import Manifest, read_manifest, write_manifest
+from gill_eval.store.manifest import Manifest, read_manifest, verify_manifest, write_manifest
 from gill_eval.store.root import cache_root, data_root, dataset_dir
 from gill_eval.store.shards import count_rows, iter_batches, iter_rows, list_shards, write_shard
 from gill_eval.store.work import ShardSpec, UnitOfWork, WorkPlan, resolve_shard_spec
@@ -25,6 +25,7 @@ __all__ = [
     "read_manifest",
     "resolve_shard_spec",
     "sha256_file",
+    "verify_manifest",
     "write_manifest",
     "write_shard",
 ]

@@ -1,6 +1,7 @@
 """GILL (Koh, Fried, Salakhutdinov 2023): an inference re-implementation that loads the released checkpoint.
 
-Written from the facts in ``specs/gill-model.md`` (not from the official code) so that the released
+Written from the released checkpoint's structure (not copied from the official code; docs/protocols.md
+records where it follows ``gill/models.py``) so that the released
 ``pretrained_ckpt.pth.tar``, ``model_args.json`` and ``decision_model.pth.tar`` run on current transformers
 and diffusers. Modules, in the order data flows:
 

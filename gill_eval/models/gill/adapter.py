@@ -1,12 +1,15 @@
 """The ``gill`` and ``tiny-gill`` models of the registry (entry points in pyproject.toml).
 
-All four capabilities go through one path, the evaluations' setting (spec §5): the context is embedded,
+All four capabilities go through one path, the evaluations' setting (docs/protocols.md): the context is embedded,
 decoded greedily for ``num_words`` steps with ``gen_scale_factor`` (1e5: step 0 emits the forced [IMG]
 block, step 1 computes its states), and the first [IMG] block's final hidden states are used:
 
-* ``generate``: GILLMapper -> ``prompt_embeds`` -> stock diffusers SD (7.5, 50 PNDM steps, 512x512), one
+* ``generate``: GILLMapper -> ``prompt_embeds`` -> stock diffusers SD (preset ``gill``: 7.5, 50 PNDM steps;
+  ``fid``: 3.0, 250 DDIM steps, the sampler of every FID benchmark; 512x512), one
   CPU generator per example (``cpu_generator(seed)``) instead of the evaluations' single shared CUDA one;
-* ``embed_queries``: the linear retrieval head on the [IMG0] state, L2-normalised;
+* ``embed_queries``: the linear retrieval head on the [IMG0] state, L2-normalised, except that the context
+  is laid out as FROMAGe's retrieval evaluation does (every caption with its own BOS, the [IMG] tokens
+  appended to the last one, one forward pass: ``GILL.embed_retrieval_context``);
 * ``embed_images``: ``visual_fc`` of the CLIP pooled output, L2-normalised;
 * ``decision_features``: the [IMG0] state itself (4096-d), the input of the official decision model.
 
@@ -16,14 +19,14 @@ The model is built on first use, so listing models or computing a fingerprint st
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from gill_eval.console import track
-from gill_eval.errors import GillEvalError
+from gill_eval.errors import ConfigError, GillEvalError
 from gill_eval.models.base import (
     ACCEPTS_IMAGES,
     DECIDE,
@@ -38,15 +41,19 @@ from gill_eval.models.base import (
 )
 from gill_eval.models.gill.checkpoint import ARGS_FILE, CHECKPOINT_FILE, DECISION_FILE
 from gill_eval.models.gill.decision import decision_probabilities
+from gill_eval.models.gill.index import ImageIndex
+from gill_eval.models.gill.interleaved import ImageBlock, InterleavedSettings, generate_interleaved
 from gill_eval.models.gill.load import Sources, load_gill, resolve_sources
 from gill_eval.models.gill.model import GILL, DecodeSettings, SDSettings
+from gill_eval.models.sampler import SamplerOptions
 
 _IMAGE_BATCH = 32
 
 
 @dataclasses.dataclass
-class GILLOptions:
-    """Options of ``gill``. Empty component fields fall back to ``model_args.json`` / SD 1.5."""
+class GILLOptions(SamplerOptions):
+    """Options of ``gill``: the SD sampler options shared with ``sd`` (``models.sampler``) and GILL's own.
+    Empty component fields fall back to ``model_args.json`` / SD 1.5."""
 
     checkpoint: str = option("", "folder with pretrained_ckpt.pth.tar, model_args.json, decision_model.pth.tar "
                                  "(default: the staged 'gill-checkpoint' weight)")
@@ -56,15 +63,20 @@ class GILLOptions:
     sd: str = option("", "Stable Diffusion hub id or folder (default: stable-diffusion-v1-5/stable-diffusion-v1-5)")
     precision: Literal["auto", "bf16", "fp32"] = option(
         "auto", "auto: bf16 LLM/CLIP/heads + fp16 SD on GPU (the official setting), fp32 on CPU")
-    guidance: float = option(7.5, "classifier-free guidance scale of the SD call")
-    steps: int = option(50, "SD denoising steps (PNDM)")
     height: int = option(512, "image height in pixels (multiple of 8)")
     width: int = option(512, "image width in pixels (multiple of 8)")
     num_words: int = option(2, "decoding steps (the evaluations use 2)")
     gen_scale_factor: float = option(1e5, "[IMG0] logit rule |logit| x factor (1e5 forces generation)")
     device: str = option("auto", "torch device (default: cuda if available, else cpu)", runtime=True)
-    device_map: str = option("", "transformers device_map for an LLM that does not fit one GPU (e.g. auto)",
+    device_map: str = option("", "transformers device_map for an LLM that does not fit one GPU: auto, balanced, "
+                                 "sequential, or a JSON object module -> device",
                              runtime=True)
+    batch_size: int = option(8, "contexts per LM/SD call (results do not depend on it)", runtime=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_size < 1:
+            raise ConfigError(f"option batch_size={self.batch_size}: must be at least 1")
 
 
 @dataclasses.dataclass
@@ -103,7 +115,7 @@ class GILLModel(Model):
         """The loaded model (built on first use)."""
         if self._gill is None:
             self._gill = load_gill(self.sources, precision=self.options.precision, device=self.options.device,
-                                   device_map=self.options.device_map)
+                                   device_map=self.options.device_map, scheduler=self.options.scheduler_class())
         return self._gill
 
     def weight_hashes(self) -> dict[str, str]:
@@ -125,24 +137,32 @@ class GILLModel(Model):
         return SDSettings(guidance=self.options.guidance, steps=self.options.steps, height=self.options.height,
                           width=self.options.width)
 
+    def _chunks(self, items: Sequence[Any], label: str) -> Iterator[Sequence[Any]]:
+        """``items`` in chunks of ``batch_size`` (each one batched call; results do not depend on it)."""
+        size = self.options.batch_size
+        return track([items[i:i + size] for i in range(0, len(items), size)], label)
+
     def generate(self, contexts: Sequence[Context], seeds: Sequence[int]) -> list[Image.Image]:
         self.check_generate_args(contexts, seeds)
         gill, decode, sd = self.gill, self.decode_settings(), self.sd_settings()
         images: list[Image.Image] = []
         nsfw = 0
-        for context, seed in track(list(zip(contexts, seeds)), "GILL generate"):
-            block = gill.forced_img_states(context, decode)
-            image, flagged = gill.sd_image(gill.prompt_embeds(block), cpu_generator(seed), sd)
-            images.append(image)
-            nsfw += flagged
+        for chunk in self._chunks(list(zip(contexts, seeds)), "GILL generate"):
+            blocks = gill.forced_img_states_batch([context for context, _ in chunk], decode)
+            made, flags = gill.sd_images(gill.prompt_embeds(blocks), [cpu_generator(seed) for _, seed in chunk], sd)
+            images += made
+            nsfw += sum(flags)
         self.last_run_stats = {"contexts": len(images), "nsfw_flagged": nsfw}
         return images
 
     def embed_queries(self, contexts: Sequence[Context]) -> np.ndarray:
-        gill, decode = self.gill, self.decode_settings()
-        rows = [gill.retrieval_query(gill.forced_img_states(c, decode)) for c in track(list(contexts), "GILL queries")]
-        self.last_run_stats = {"contexts": len(rows)}
-        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, gill.heads.dims.ret_emb_dim), np.float32)
+        # FROMAGe's query layout, which Table 5 follows (docs/protocols.md): not the decoding path above
+        gill = self.gill
+        rows = [gill.retrieval_queries(gill.retrieval_states_batch(chunk))
+                for chunk in self._chunks(list(contexts), "GILL queries")]
+        self.last_run_stats = {"contexts": len(contexts)}
+        return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, gill.heads.dims.ret_emb_dim),
+                                                                              np.float32)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         gill = self.gill
@@ -152,9 +172,18 @@ class GILLModel(Model):
 
     def decision_features(self, prompts: Sequence[str]) -> np.ndarray:
         gill, decode = self.gill, self.decode_settings()
-        rows = [gill.forced_img_states([p], decode)[0, 0].float().cpu().numpy()
-                for p in track(list(prompts), "GILL decision features")]
-        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, gill.heads.dims.lm_dim), np.float32)
+        rows = [gill.forced_img_states_batch([[p] for p in chunk], decode)[:, 0].float().cpu().numpy()
+                for chunk in self._chunks(list(prompts), "GILL decision features")]
+        return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, gill.heads.dims.lm_dim),
+                                                                              np.float32)
+
+    def generate_interleaved(self, context: Context, seed: int, settings: InterleavedSettings | None = None,
+                             index: ImageIndex | None = None) -> list[str | ImageBlock]:
+        """GILL's own answer to ``context`` (text, retrieved and generated images, decisions): the official
+        ``generate_for_images_and_texts``; see ``gill_eval.models.gill.interleaved``."""
+        self.check_context(context)
+        return generate_interleaved(self.gill, context, settings or InterleavedSettings(), self.sd_settings(), seed,
+                                    index)
 
     def official_decisions(self, features: np.ndarray) -> np.ndarray:
         """(N, 2) [p_gen, p_ret] of the released decision model on ``decision_features`` output."""

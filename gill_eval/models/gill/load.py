@@ -12,6 +12,7 @@ paths resolve against the checkpoint folder first) or a registered hub id, resol
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +98,27 @@ def dtypes(precision: str, device: torch.device) -> tuple[torch.dtype, torch.dty
     raise ConfigError(f"precision {precision!r}: use auto, bf16 or fp32")
 
 
-def load_gill(sources: Sources, precision: str = "auto", device: str = "auto", device_map: str = "") -> GILL:
-    """The assembled GILL, in eval mode, with SD loaded on first generation."""
+def parse_device_map(text: str) -> str | dict[str, str | int] | None:
+    """The ``device_map`` option: empty (one device), a transformers strategy (``auto``, ``balanced``,
+    ``sequential``) or a JSON object from OPT module names to devices (``{"lm_head": 0, ...}``)."""
+    if not text:
+        return None
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"option device_map={text!r}: not valid JSON ({exc})") from None
+    if not all(isinstance(k, str) and isinstance(v, (str, int)) for k, v in mapping.items()):
+        raise ConfigError(f"option device_map={text!r}: expected module name -> device (string or GPU index)")
+    return mapping
+
+
+def load_gill(sources: Sources, precision: str = "auto", device: str = "auto", device_map: str = "",
+              scheduler: str | None = None) -> GILL:
+    """The assembled GILL, in eval mode, with SD loaded on first generation.
+
+    ``scheduler`` names the diffusers scheduler class of the SD pipeline (None keeps the saved one, PNDM)."""
     from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPVisionModel, OPTForCausalLM
 
     dev = resolve_device(device)
@@ -109,7 +129,7 @@ def load_gill(sources: Sources, precision: str = "auto", device: str = "auto", d
     # transformers 5 has no slow tokenizers (use_fast is ignored): the fast GPT-2 BPE gives the same ids.
     tokenizer = AutoTokenizer.from_pretrained(llm_dir, local_files_only=True)
     tokens = add_gill_tokens(tokenizer, source=sources.llm)
-    lm = OPTForCausalLM.from_pretrained(llm_dir, dtype=model_dtype, device_map=device_map or None,
+    lm = OPTForCausalLM.from_pretrained(llm_dir, dtype=model_dtype, device_map=parse_device_map(device_map),
                                         local_files_only=True)
     if not device_map:
         lm = lm.to(dev)
@@ -137,9 +157,11 @@ def load_gill(sources: Sources, precision: str = "auto", device: str = "auto", d
     install_img_rows(lm, tokens, loaded.img_rows)
 
     decision_path = sources.checkpoint / DECISION_FILE
-    decision = load_decision_model(decision_path, lm.config.word_embed_proj_dim) if decision_path.is_file() else None
+    # in the model's dtype, as GILL casts the whole model (bf16: the official decisions; docs/protocols.md)
+    decision = (load_decision_model(decision_path, lm.config.word_embed_proj_dim, model_dtype)
+                if decision_path.is_file() else None)
 
     def sd_loader():  # -> StableDiffusionPipeline, built on first generation
-        return weights.load_sd_pipeline(sources.sd, device=dev, dtype=sd_dtype)
+        return weights.load_sd_pipeline(sources.sd, device=dev, dtype=sd_dtype, scheduler=scheduler)
 
     return GILL(lm, tokenizer, tokens, vision, processor, heads, sd_loader=sd_loader, decision=decision)
