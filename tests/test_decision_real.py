@@ -1,4 +1,4 @@
-"""`gill-eval decision` on the real PartiPrompts annotation files in ../shared.
+"""`gill-eval decision` on the real PartiPrompts annotation files (the bundled, sha256-checked copies).
 
 Features come from a user Parquet file (``parquet:``) whose vectors are built from the labels plus noise,
 so the classifier rows are checked against independent computations, not against fixed numbers.
@@ -24,21 +24,22 @@ from gill_eval.cli import app
 from gill_eval.decision.annotations import load_labelled, load_prompts
 
 runner = CliRunner()
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # as tests/conftest.py's shared_dir
+from conftest import REPO, bundled_partiprompts
+
+PAPER_TABLES = REPO / "gill_eval" / "report" / "paper_tables.json"
+SHARED_REFERENCE = REPO.parent / "shared" / "reference" / "gill_paper_tables.json"
 
 
 @pytest.fixture(scope="module")
 def parti(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real files prepared once for this module; tests pass ``--dataset`` explicitly."""
-    if not (SHARED / "data" / "partiprompts").is_dir():
-        pytest.skip("../shared/data/partiprompts is absent")
     root = tmp_path_factory.mktemp("parti-data")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GILL_EVAL_DATA", str(root))
         from gill_eval.datasets.partiprompts_prepare import prepare
         from gill_eval.store import dataset_dir
 
-        prepare(str(SHARED / "data" / "partiprompts"))
+        prepare(str(bundled_partiprompts()))
         return dataset_dir("partiprompts")
 
 
@@ -89,8 +90,8 @@ def test_counts_and_baselines_from_the_files(parti: Path, tmp_path: Path) -> Non
     # Human agreement by an independent route: pandas over the raw Alignment file.
     import pandas as pd
 
-    lines = (SHARED / "data/partiprompts/PartiPromptsAllDecisions_Alignment.tsv").read_text().splitlines()[1:]
-    conf = (SHARED / "data/partiprompts/PartiPromptsDecisionsConfident.tsv").read_text().splitlines()[1:]
+    lines = (bundled_partiprompts() / "PartiPromptsAllDecisions_Alignment.tsv").read_text().splitlines()[1:]
+    conf = (bundled_partiprompts() / "PartiPromptsDecisionsConfident.tsv").read_text().splitlines()[1:]
     pairs = pd.DataFrame(
         [(c.split("\t")[4], v) for line, c in zip(lines, conf) for v in line.split("\t")[4].split(",")],
         columns=["truth", "vote"],
@@ -232,11 +233,16 @@ def test_bad_feature_files(parti: Path, user_vectors, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "expects 4096-d features" in result.output
 
 
-def test_shipped_paper_table_matches_shared_reference(parti: Path, tmp_path: Path) -> None:
+@pytest.mark.skipif(not SHARED_REFERENCE.is_file(), reason="the project reference ../shared is not beside this checkout")
+def test_shipped_paper_table_matches_the_project_reference() -> None:
     from gill_eval.decision.report import load_paper_table6
 
-    reference = SHARED / "reference" / "gill_paper_tables.json"
-    assert load_paper_table6() == load_paper_table6(reference)
+    assert load_paper_table6() == load_paper_table6(SHARED_REFERENCE)
+
+
+def test_paper_tables_option(parti: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "tables.json"
+    reference.write_bytes(PAPER_TABLES.read_bytes())
     _score_json("--dataset", str(parti), "--paper-tables", str(reference), "--report", str(tmp_path / "p.md"))
     assert "| 0.851 |" in (tmp_path / "p.md").read_text()
     bad = tmp_path / "bad.json"

@@ -76,6 +76,14 @@ def test_tiny_glide_is_the_packages_architecture_at_small_widths(tiny, tiny_fold
         loaded = (tiny.base if name == "base" else tiny.up).state_dict()
         assert saved.keys() == loaded.keys() and all(torch.equal(loaded[k], v) for k, v in saved.items())
     assert tiny.base_config["image_size"] == 64 and tiny.base_config["text_ctx"] == 128
+    # glide-text2im leaves two text embeddings uninitialised (torch.empty): the tiny build must set every
+    # weight, so two builds from one seed are equal and hold no NaN (NaN weights made all-black images).
+    again = tiny_glide_dir(tiny_folder.parent / "again")
+    for name in ("base", "upsample"):
+        first = torch.load(tiny_folder / f"{name}.pt", weights_only=True)
+        second = torch.load(again / f"{name}.pt", weights_only=True)
+        assert all(torch.isfinite(v).all() for v in first.values() if v.is_floating_point())
+        assert all(torch.equal(first[k], second[k]) for k in first)
     assert tiny.base_diffusion.num_timesteps == 2 and tiny.up_diffusion.num_timesteps == 2
     assert sum(p.numel() for p in tiny.base.parameters()) < 10_000_000
 

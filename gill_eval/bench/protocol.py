@@ -16,7 +16,7 @@ from gill_eval.bench.registry import ProtocolVersion, find
 from gill_eval.errors import InputError
 
 # Each benchmark declares its own version (BenchmarkSpec.protocol, gill_eval/bench/specs/): version 2
-# (gill-eval 0.2) is the parity fixes of docs/protocols.md, which changed every built-in benchmark's
+# is the parity fixes of docs/protocols.md, which changed every built-in benchmark's
 # generation inputs too (GILL image inputs, VisDial text, the FID sampler, the retrieval query and candidates).
 UNVERSIONED = ProtocolVersion(1, 1)  # results written before versions were recorded
 

@@ -43,7 +43,7 @@ _PREPROCESS_CFG = {
     "interpolation": "bicubic",
     "resize_mode": "shortest",
 }
-_BUILD_VERSION = 1  # bump when a builder changes, so stale caches are not reused
+_BUILD_VERSION = 2  # bump when a builder changes, so stale caches are not reused
 
 
 def build_clip_tokenizer() -> CLIPTokenizer:
@@ -183,11 +183,16 @@ TINY_GLIDE_OVERRIDES: dict[str, dict] = {
 }
 
 
+#: Parameters that glide-text2im creates with ``torch.empty`` (the released weights overwrite them): left
+#: as they are they hold whatever memory held, NaN included, which made tiny upsampler images all NaN.
+GLIDE_UNINITIALISED = frozenset({"positional_embedding", "padding_embedding"})
+
+
 def tiny_glide_dir(root: Path | None = None, seed: int = 0) -> Path:
     """A folder laid out like the staged official GLIDE weights (``base.pt``, ``upsample.pt``: state dicts
     written with ``torch.save``) plus ``glide_config.json`` with ``TINY_GLIDE_OVERRIDES``; needs
     glide-text2im. GLIDE zero-initialises its output layers (images would not depend on the text), so the
-    parameters that start at zero are drawn small and random. Load it with ``load_model("tiny-glide")`` or
+    parameters that start at zero, and those it leaves uninitialised, are drawn small and random. Load it with ``load_model("tiny-glide")`` or
     ``load_model("glide", {"weights": str(d)})``.
     """
 
@@ -200,8 +205,8 @@ def tiny_glide_dir(root: Path | None = None, seed: int = 0) -> Path:
         for name, config in defaults.items():
             model, _ = create_model_and_diffusion(**{**config, **TINY_GLIDE_OVERRIDES[name], "use_fp16": False})
             with torch.no_grad():
-                for param in model.parameters():
-                    if not param.any():
+                for param_name, param in model.named_parameters():
+                    if param_name in GLIDE_UNINITIALISED or not param.any():
                         param.normal_(0.0, 0.02)
             torch.save(model.state_dict(), folder / f"{name}.pt")
         (folder / GLIDE_CONFIG).write_text(json.dumps(TINY_GLIDE_OVERRIDES, indent=2))
