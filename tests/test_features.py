@@ -163,7 +163,7 @@ def test_other_settings_refuse_to_mix(models, tmp_path):
 
 
 def test_missing_dataset_and_columns_are_input_errors(models):
-    with pytest.raises(InputError, match="no manifest"):
+    with pytest.raises(InputError, match=r"--dataset 'nope': not prepared under .*gill-eval datasets list"):
         run_stage(clip_stage(models), "nope", batch_size=4, num_workers=0)
     folder = dataset_dir("cols")
     write_shard(pa.table({"key": ["a"], "image": pa.array([b"x"], pa.binary())}), folder / "images" / "00000.parquet")
