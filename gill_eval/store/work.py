@@ -24,7 +24,7 @@ from typing import Any
 
 from gill_eval.console import info
 from gill_eval.errors import ConfigError
-from gill_eval.store.atomic import atomic_write_json
+from gill_eval.store.atomic import TMP_PREFIX, atomic_write_json
 from gill_eval.store.lock import release_claim, try_claim
 from gill_eval.store.verify import check_output, describe_output
 
@@ -208,7 +208,15 @@ class WorkPlan:
         if self.is_done(unit) and self.problem(unit) is None:  # finished by another run since we listed it
             release_claim(self._lock(unit))
             return False
+        self._remove_stale_temporaries(unit)
         return True
+
+    def _remove_stale_temporaries(self, unit: UnitOfWork) -> None:
+        """Remove half-written files of ``unit`` left by a killed run (``kill -9`` skips every clean-up).
+        Safe only under this run's claim: no live run writes this unit's files now."""
+        for pattern in (f"{TMP_PREFIX}{unit.uid}.*", f"*/{TMP_PREFIX}{unit.uid}.*"):
+            for stale in self.out_dir.glob(pattern):
+                stale.unlink(missing_ok=True)
 
     def release(self, unit: UnitOfWork) -> None:
         """Release the claim on ``unit`` (after its marker is written, or when the run stops)."""

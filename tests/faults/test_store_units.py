@@ -90,3 +90,16 @@ def test_units_claimed_by_another_process_are_left_to_it(tmp_path):
     plan.mark_done(plan.units[0])
     plan.release(plan.units[0])
     assert not plan.claim(plan.units[0])  # finished meanwhile: nothing left to claim
+
+
+def test_claiming_a_unit_removes_the_half_written_files_a_killed_run_left(tmp_path):
+    plan = WorkPlan(tmp_path / "out", [UnitOfWork(f"{i:05d}", i) for i in range(2)])
+    done_dir = plan.marker(plan.units[0]).parent
+    done_dir.mkdir(parents=True)
+    stale = [done_dir / ".tmp-00001.json.u1471hq6", tmp_path / "out" / ".tmp-00001.parquet.x9"]
+    other = done_dir / ".tmp-00000.json.abc"  # another unit's: not ours to touch
+    for path in (*stale, other):
+        path.write_text("half")
+    assert plan.claim(plan.units[1])
+    assert not any(p.exists() for p in stale) and other.exists()
+    plan.release(plan.units[1])
