@@ -129,7 +129,11 @@ def bench_prepare(args, base: str, work: Path, env: dict[str, str], log: Path) -
         if name not in args.distributors.split(","):
             continue
         data = work / f"prepare-{name}"
-        run = measure(gill_eval(data, *common, *extra), env, log)
+        try:
+            run = measure(gill_eval(data, *common, *extra), env, log)
+        finally:  # img2dataset's own messages (the command prints only their tail on failure)
+            for i, found in enumerate(sorted(data.rglob("img2dataset.log"))):
+                shutil.copy(found, log.parent / f"img2dataset-{name}-{i}.log")
         summary = run.pop("result")
         run.update(rows_per_s=round(args.rows / run["wall_s"], 1), images=summary["images"],
                    shards=len(list((data / "datasets" / "cc3m-train" / "images").glob("*.parquet"))), extra_options=extra)

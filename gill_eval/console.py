@@ -44,6 +44,11 @@ def configure(quiet: bool = False, verbose: bool = False) -> None:
             module.utils.logging.disable_progress_bar()
 
 
+def is_verbose() -> bool:
+    """Whether ``--verbose`` asked for the libraries' own output (child processes write to the terminal)."""
+    return _level["verbose"]
+
+
 def info(message: str) -> None:
     """A status line for the user (stderr); nothing under ``--quiet``."""
     if not _level["quiet"]:

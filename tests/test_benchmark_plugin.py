@@ -64,6 +64,14 @@ def test_plugin_benchmark_is_listed_runs_and_is_reported(tmp_path: Path) -> None
         pixels = np.asarray(Image.open(__import__("io").BytesIO(row.png)).convert("RGB"))
         assert np.array_equal(pixels, expected_noise(example_seed(row.seed, row.example_id), 32))
 
+    # the same run by name from the CLI (`bench run`, what a rerun hint for a plugin names): nothing is
+    # generated again and the scores are the same
+    again = _run(["bench", "run", "demo-captions", "--model", "demo-noise", "--model-opt", "size=32", "--context",
+                  "caption", "--seeds", "0-1", "--scorers", "tiny", "--json"], plugin, tmp_path)
+    assert again.returncode == 0, again.stderr
+    [rerun] = json.loads(again.stdout)
+    assert rerun["generation"] == result["generation"] and rerun["metrics"] == result["metrics"]
+
     text = report.read_text()
     assert "### Demo. COCO caption to image (a plugin benchmark)" in text
     assert "| noise | " in text and "noise: 8/8" in text

@@ -43,6 +43,14 @@ def test_unversioned_result_is_refused_with_a_full_rerun(tmp_path):
     assert "gill-eval bench vist --model gill --context 5c4i --seeds 0,1" in message
 
 
+def test_benchmark_without_its_own_command_names_bench_run(tmp_path, monkeypatch):
+    # coco-fid has no context option and a plugin has no command at all: both rerun through `bench run NAME`
+    monkeypatch.setattr(protocol, "current", lambda name: protocol.ProtocolVersion(3, 3))
+    _write_raw(tmp_path / "old", _result("coco-fid", context="captions", protocol_version=2, generation_version=2))
+    with pytest.raises(InputError, match=r"rerun `gill-eval bench run coco-fid --model gill --context captions --seeds 0,1`"):
+        load_results(tmp_path)
+
+
 def test_result_needing_only_rescoring_names_bench_score(tmp_path, monkeypatch):
     monkeypatch.setattr(protocol, "current", lambda name: protocol.ProtocolVersion(3, 2))
     _write_raw(tmp_path / "old", _result(protocol_version=2, generation_version=2))

@@ -149,6 +149,23 @@ def vist_retrieval(
                     label=label, limit=limit), json)
 
 
+@app.command("run")
+def run_any(
+    benchmark: Annotated[str, typer.Argument(help="A registered benchmark, built-in or plugin (`gill-eval bench list`).")],
+    model: Model, model_opt: ModelOpt = None,
+    context: Annotated[Optional[str], typer.Option("--context", help="Comma-separated context labels as results "
+                                                                     "name them (default: the benchmark's own).")] = None,
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = ReferenceProtocol.gill,
+    scorers: Scorer = ScorerPreset.real, device: Device = "auto", precision: Precision = ScorePrecision.fp32,
+    num: Annotated[Optional[int], typer.Option("--num", help="FID benchmarks: the caption count.")] = None,
+    label: Label = None, limit: Limit = None, json: Json = False,
+) -> None:
+    """Any registered benchmark by name, plugins included; contexts given as the labels results carry."""
+    contexts = [c.strip() for c in context.split(",") if c.strip()] if context else None
+    _run(benchmark, contexts, model, model_opt, seeds, shard, batch_size, _scorer(scorers, device, precision), label,
+         limit, json, reference, num)
+
+
 @app.command("score")
 def score(
     generation_dir: Annotated[Path, typer.Argument(help="A folder under <data>/generations/... (has provenance.json).")],
@@ -168,14 +185,17 @@ def list_benchmarks(json: Json = False) -> None:
     from gill_eval.bench.registry import benchmarks
 
     rows = [{"benchmark": spec.name, "table": spec.layout.title, "kind": spec.kind, "contexts": spec.contexts,
-             "metrics": spec.metrics, "protocol": spec.protocol_text, "protocol_version": spec.protocol.version}
+             "metrics": spec.metrics, "extra_metrics": spec.layout.extra_metrics, "protocol": spec.protocol_text,
+             "protocol_version": spec.protocol.version}
             for spec in benchmarks()]
     if json:
         emit_json(rows)
         return
     for row in rows:
         info(f"[bold]{row['benchmark']}[/bold]  {row['table']}\n  contexts {', '.join(row['contexts'])}; "
-             f"metrics {', '.join(row['metrics'])}\n  {row['protocol']}")
+             f"metrics {', '.join(row['metrics'])}"
+             + (f" (extra columns: {', '.join(row['extra_metrics'])})" if row["extra_metrics"] else "")
+             + f"\n  {row['protocol']}")
 
 
 @app.command("status")

@@ -1,8 +1,9 @@
 """FID plumbing shared by ``coco-fid`` and ``cc3m-fid``: reference statistics and generated-image features.
 
-Reference statistics are computed once per (reference image-id manifest, resize mode, extractor, weights)
-and cached under the cache root (``metrics.fid``); generated-image features are written to an ``.npy``
-beside the generated images (memory-mapped on read), so a rescore never re-runs Inception.
+Reference statistics (for FID) and features (for KID) are computed once per (reference image-id manifest,
+resize mode, extractor, weights) and cached under the cache root (``metrics.fid``); generated-image features
+are written to an ``.npy`` beside the generated images (memory-mapped on read), so a rescore never re-runs
+Inception.
 """
 
 from __future__ import annotations
@@ -31,26 +32,62 @@ def manifest_hash(dataset_hash: str, keys: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def reference_statistics(bench: Any, net: Any, weights_sha: str, device: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Cached or freshly computed (streaming) statistics of the benchmark's reference images."""
+def _reference_key(bench: Any, weights_sha: str) -> tuple[list[str], fidlib.ReferenceKey, dict[str, Any]]:
     keys = sorted(bench.reference_keys())
     key = fidlib.ReferenceKey(manifest_hash(bench.dataset.content_hash, keys), fidlib.RESIZE_MODE, fidlib.EXTRACTOR, weights_sha)
-    meta = {**key.__dict__, "cache_key": key.digest(), "n": len(keys)}
+    return keys, key, {**key.__dict__, "cache_key": key.digest(), "n": len(keys)}
+
+
+def _extract_reference(bench: Any, keys: list[str], key: fidlib.ReferenceKey, net: Any,
+                       device: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One streaming pass over the reference images: their features (cached ``.npy``, for KID) and their
+    statistics (cached ``.npz``, for FID)."""
+    running = fidlib.RunningStats()
+    path = fidlib.reference_features_path(key)
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(keys), fidlib.FEATURE_DIM))
+        with make_progress() as progress:
+            task = progress.add_task("FID/KID reference features", total=len(keys))
+            for start in range(0, len(keys), CHUNK):
+                block = keys[start : start + CHUNK]
+                images = bench.dataset.images(block)
+                feats = fidlib.extract_features(net, [images[k] for k in block], device, CHUNK)
+                out[start : start + len(block)] = feats
+                running.update(feats)
+                progress.advance(task, len(block))
+        out.flush()
+        del out
+    stats = running.statistics()
+    fidlib.store_reference(key, stats, running.n)
+    return np.load(path, mmap_mode="r"), stats
+
+
+def reference_statistics(bench: Any, net: Any, weights_sha: str, device: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Cached or freshly computed (streaming) statistics of the benchmark's reference images."""
+    keys, key, meta = _reference_key(bench, weights_sha)
     cached = fidlib.cached_reference(key)
     if cached is not None:
         info(f"FID reference statistics: cached ({key.digest()})")
         return cached[0], {**meta, "cached": True}
-    running = fidlib.RunningStats()
-    with make_progress() as progress:
-        task = progress.add_task("FID reference statistics", total=len(keys))
-        for start in range(0, len(keys), CHUNK):
-            block = keys[start : start + CHUNK]
-            images = bench.dataset.images(block)
-            running.update(fidlib.extract_features(net, [images[k] for k in block], device, CHUNK))
-            progress.advance(task, len(block))
-    stats = running.statistics()
-    fidlib.store_reference(key, stats, running.n)
+    _, stats = _extract_reference(bench, keys, key, net, device)
     return stats, {**meta, "cached": False}
+
+
+def reference_features(bench: Any, net: Any, weights_sha: str, device: str) -> np.ndarray:
+    """The reference images' Inception features, (N, 2048) float32 memory-mapped from the cache (computed
+    on first use, also when only imported statistics are cached)."""
+    keys, key, _ = _reference_key(bench, weights_sha)
+    path = fidlib.reference_features_path(key)
+    if path.is_file():
+        try:
+            cached = np.load(path, mmap_mode="r")
+            if cached.shape == (len(keys), fidlib.FEATURE_DIM):
+                return cached
+            problem = f"shape {cached.shape}, expected {(len(keys), fidlib.FEATURE_DIM)}"
+        except (OSError, ValueError, EOFError) as exc:  # a truncated cache: derived, so recomputed
+            problem = str(exc)
+        info(f"[yellow]{path}: broken reference feature cache ({problem}); recomputing it[/]")
+    return _extract_reference(bench, keys, key, net, device)[0]
 
 
 def generated_features(plan: WorkPlan, net: Any, weights_sha: str, device: str) -> tuple[list[dict[str, Any]], np.ndarray]:

@@ -8,7 +8,8 @@ workers, and every image is seeded by ``example_seed(seed, example_id)``: so a r
 the missing units, and ``--shard i/N`` / torchrun workers produce the same images as one process.
 
 A model that raises on an example gets a ``failed`` row with the error (a batch that fails is retried
-one example at a time to isolate the culprit): coverage is reported, never hidden.
+one example at a time to isolate the culprit): coverage is reported, never hidden. An image with NaN/inf
+pixels fails alone without a retry (``models.pixels.NonFiniteImageError`` carries the batch's other images).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pyarrow as pa
 from gill_eval.console import info, make_progress
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.models.base import CapabilityError, Context, Model, example_seed
+from gill_eval.models.pixels import NonFiniteImageError
 from gill_eval.store import ShardSpec, UnitOfWork, WorkPlan, atomic_write_json, data_root, iter_rows, write_shard
 
 BLOCK = 8
@@ -110,13 +112,19 @@ def read_provenance(gen_dir: Path) -> dict[str, Any]:
 
 
 def _generate_rows(model: Model, contexts: list[Context], seeds: list[int]) -> list[tuple[str, str, Any, bool]]:
-    """(status, error, image, truncated) per context; a failing batch is retried one by one."""
+    """(status, error, image, truncated) per context; a failing batch is retried one by one, except that
+    NaN/inf images fail alone (``NonFiniteImageError`` holds the batch's finite images)."""
     try:
-        images = model.generate(contexts, seeds)
+        error = "the model returned no image"
+        try:
+            images = model.generate(contexts, seeds)
+        except NonFiniteImageError as exc:
+            images, error = exc.images, f"{type(exc).__name__}: {exc.reason}"
         if len(images) != len(contexts):
             raise RuntimeError(f"returned {len(images)} images for {len(contexts)} contexts")
         truncated = list(model.last_run_stats.get("truncated", [False] * len(contexts)))
-        return [("success", "", im, bool(t)) for im, t in zip(images, truncated, strict=True)]
+        return [("success", "", im, bool(t)) if im is not None else ("failed", error, None, bool(t))
+                for im, t in zip(images, truncated, strict=True)]
     except CapabilityError:
         raise
     except Exception as exc:  # noqa: BLE001 - recorded per example and reported as coverage

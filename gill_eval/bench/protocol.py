@@ -47,13 +47,12 @@ def rerun_command(result: dict[str, Any]) -> str:
     model = (result.get("model") or {}).get("name", "MODEL")
     context = str(result.get("context"))
     spec = find(name)
-    tail = ""
-    if spec is not None and spec.cli_context is not None:  # a benchmark with per-context and per-seed options
-        tail = f" {spec.cli_context(context)}"
-        seeds = result.get("seeds")
-        if seeds:
-            tail += " --seeds " + ",".join(str(s) for s in seeds)
-    return f"gill-eval bench {name} --model {model}{tail}"
+    seeds = result.get("seeds")
+    seed_tail = " --seeds " + ",".join(str(s) for s in seeds) if seeds else ""
+    if spec is not None and spec.cli_context is not None:  # a built-in with its own command and context option
+        return f"gill-eval bench {name} --model {model} {spec.cli_context(context)}{seed_tail}"
+    # any registered benchmark, plugins included, runs through `bench run NAME` with its context labels
+    return f"gill-eval bench run {name} --model {model} --context {context}{seed_tail}"
 
 
 def check_current(result: dict[str, Any], where: str) -> None:

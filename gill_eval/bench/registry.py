@@ -35,7 +35,8 @@ class Layout:
     """One report table: which benchmark feeds it, its metrics and column contexts, and how the published
     numbers (``paper_tables.json`` under ``paper_key``) map onto its cells: ``per_metric_context`` (a dict
     per metric keyed by context, renamed through ``paper_columns``), ``list`` (one value per metric),
-    ``first`` (the first value of a list) or ``scalar``."""
+    ``first`` (the first value of a list) or ``scalar``. ``extra_metrics``: columns the paper does not have
+    (KID, CLIPScore), shown after the paper's, never in their place."""
 
     key: str
     title: str
@@ -47,6 +48,7 @@ class Layout:
     notes: list[str] = field(default_factory=list)
     paper_cells: PaperCells = "scalar"
     paper_columns: dict[str, str] = field(default_factory=dict)
+    extra_metrics: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

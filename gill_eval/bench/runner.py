@@ -27,6 +27,8 @@ from gill_eval.bench.scorers import SCORE_BATCH, Scorers
 from gill_eval.console import info, make_progress
 from gill_eval.errors import InputError
 from gill_eval.metrics import fid as fidlib
+from gill_eval.metrics import kid as kidlib
+from gill_eval.metrics.clip_score import clip_score
 from gill_eval.metrics.clip_similarity import cosine_rows
 from gill_eval.metrics.stats import aggregate, over_seeds
 from gill_eval.models.base import ACCEPTS_IMAGES, GENERATE, Model
@@ -179,38 +181,41 @@ def _prepare_reference(image: Image.Image, protocol: str, benchmark: str) -> Ima
 def _score_similarity(
     bench: GenerationBenchmark, plan: WorkPlan, opts: RunOptions, scorers: Scorers
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    rows = list(read_generations(plan, columns=["example_id", "seed", "status", "error_message", "image"]))
-    rows.sort(key=lambda r: (r["seed"], r["example_id"]))
-    ok = [r for r in rows if r["status"] == "success"]
-    values: dict[str, list[float]] = {"clip_similarity": [], "lpips": []}
+    """CLIP similarity and LPIPS of each generated image against its reference, streamed in storage order in
+    fixed chunks of ``SCORE_BATCH``: only one chunk of images is in memory (a full Table 1 context holds
+    25,000 images)."""
+    rows = list(read_generations(plan, columns=["example_id", "seed", "status", "error_message"]))
+    values: dict[str, dict[tuple[str, int], float]] = {"clip_similarity": {}, "lpips": {}}
     ref_embeddings: dict[str, np.ndarray] = {}
+
+    def score(chunk: list[dict[str, Any]]) -> None:
+        ids = [r["example_id"] for r in chunk]
+        gen = [decode_image(r["image"], f"{plan.out_dir} {r['example_id']}") for r in chunk]
+        refs_raw = bench.references(ids)
+        refs = [_prepare_reference(refs_raw[e], opts.reference_protocol, bench.name) for e in ids]
+        need = [e for e in dict.fromkeys(ids) if e not in ref_embeddings]
+        if need:  # a reference is embedded once and reused for every seed
+            ref_embeddings.update(zip(need, scorers.clip.embed([refs[ids.index(e)] for e in need]), strict=True))
+        keys = [(e, r["seed"]) for e, r in zip(ids, chunk, strict=True)]
+        sims = cosine_rows(scorers.clip.embed(gen), np.stack([ref_embeddings[e] for e in ids]))
+        values["clip_similarity"].update(zip(keys, sims.tolist(), strict=True))
+        values["lpips"].update(zip(keys, scorers.lpips.score(gen, refs).tolist(), strict=True))
+
     with make_progress() as progress:
-        task = progress.add_task(f"score {bench.name}", total=len(ok))
-        for start in range(0, len(ok), SCORE_BATCH):
-            chunk = ok[start : start + SCORE_BATCH]
-            gen = [decode_image(r["image"], f"{plan.out_dir} {r['example_id']}") for r in chunk]
-            refs_raw = bench.references([r["example_id"] for r in chunk])
-            refs = [_prepare_reference(refs_raw[r["example_id"]], opts.reference_protocol, bench.name) for r in chunk]
-            g = scorers.clip.embed(gen)
-            need = [r["example_id"] for r in chunk if r["example_id"] not in ref_embeddings]
-            if need:  # a reference is embedded once and reused for every seed
-                uniq = list(dict.fromkeys(need))
-                emb = scorers.clip.embed([refs[[r["example_id"] for r in chunk].index(e)] for e in uniq])
-                ref_embeddings.update(zip(uniq, emb, strict=True))
-            r_emb = np.stack([ref_embeddings[r["example_id"]] for r in chunk])
-            values["clip_similarity"].extend(cosine_rows(g, r_emb).tolist())
-            values["lpips"].extend(scorers.lpips.score(gen, refs).tolist())
+        task = progress.add_task(f"score {bench.name}", total=sum(r["status"] == "success" for r in rows))
+        chunk: list[dict[str, Any]] = []
+        for row in read_generations(plan, columns=["example_id", "seed", "status", "image"]):
+            if row["status"] == "success":
+                chunk.append(row)
+            if len(chunk) == SCORE_BATCH:
+                score(chunk)
+                progress.advance(task, len(chunk))
+                chunk = []
+        if chunk:
+            score(chunk)
             progress.advance(task, len(chunk))
-    frames = []
-    for metric, vals in values.items():
-        good = pd.DataFrame({"example_id": [r["example_id"] for r in ok], "seed": [r["seed"] for r in ok],
-                             "metric": metric, "value": vals, "status": "success", "error_message": ""})
-        bad = pd.DataFrame({"example_id": [r["example_id"] for r in rows if r["status"] != "success"],
-                            "seed": [r["seed"] for r in rows if r["status"] != "success"], "metric": metric,
-                            "value": np.nan, "status": [r["status"] for r in rows if r["status"] != "success"],
-                            "error_message": [r["error_message"] for r in rows if r["status"] != "success"]})
-        frames.append(pd.concat([good, bad], ignore_index=True) if not bad.empty else good)
-    scores = pd.concat(frames, ignore_index=True).sort_values(["metric", "seed", "example_id"], ignore_index=True)
+    scores = pd.concat([_metric_frame(metric, rows, vals) for metric, vals in values.items()], ignore_index=True)
+    scores = scores.sort_values(["metric", "seed", "example_id"], ignore_index=True)
     metrics = {}
     for metric in values:
         sub = scores[(scores["metric"] == metric) & (scores["status"] == "success")]
@@ -219,12 +224,20 @@ def _score_similarity(
     return scores, metrics
 
 
+def _metric_frame(metric: str, rows: list[dict[str, Any]], values: dict[tuple[str, int], float]) -> pd.DataFrame:
+    """One score row per generated row: its value, or NaN with the generation's failure."""
+    return pd.DataFrame({"example_id": [r["example_id"] for r in rows], "seed": [r["seed"] for r in rows],
+                         "metric": metric, "value": [values.get((r["example_id"], r["seed"]), np.nan) for r in rows],
+                         "status": [r["status"] for r in rows], "error_message": [r["error_message"] or "" for r in rows]})
+
+
 def _score_fid(
     bench: GenerationBenchmark, plan: WorkPlan, opts: RunOptions, scorers: Scorers, result: dict
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """One FID per seed (that seed's images of the examples generated under every seed, against the
-    reference), then their mean, seed std and Student-t interval (docs/protocols.md, statistics)."""
-    from gill_eval.bench.fid_common import generated_features, reference_statistics
+    """One FID and one KID per seed (that seed's images of the examples generated under every seed, against
+    the reference), then their mean, seed std and Student-t interval (docs/protocols.md, statistics); and
+    each image's CLIPScore against its caption. KID and CLIPScore are extra columns (docs/protocols.md)."""
+    from gill_eval.bench.fid_common import generated_features, reference_features, reference_statistics
 
     net, weights_sha = scorers.inception
     reference, ref_meta = reference_statistics(bench, net, weights_sha, scorers.device)
@@ -235,7 +248,9 @@ def _score_fid(
         seeds_of.setdefault(r["example_id"], set()).add(r["seed"])
     complete = {e for e, seeds in seeds_of.items() if seeds >= set(opts.seeds)}
     labels = [r["seed"] if r["example_id"] in complete and r["seed"] in opts.seeds else None for r in ok]
-    metrics: dict[str, Any] = {"fid": {"n_evaluated": len(complete) * len(opts.seeds), "aggregate": None}}
+    n_evaluated = len(complete) * len(opts.seeds)
+    metrics: dict[str, Any] = {"fid": {"n_evaluated": n_evaluated, "aggregate": None},
+                               "kid": {"n_evaluated": n_evaluated, "aggregate": None}}
     if len(complete) >= 2:
         per_seed = dict(sorted((seed, fidlib.frechet_distance(stats, reference))
                                for seed, stats in fidlib.statistics_by_group(features, labels).items()))
@@ -244,8 +259,60 @@ def _score_fid(
         if len(complete) < fidlib.FEATURE_DIM:
             metrics["fid"]["warning"] = (f"only {len(complete)} generated images per seed (< {fidlib.FEATURE_DIM} "
                                          "feature dims): the covariance is rank-deficient and FID is biased upwards")
+        metrics["kid"] = _kid_per_seed(features, labels, reference_features(bench, net, weights_sha, scorers.device),
+                                       len(complete), n_evaluated)
     result["fid_reference"] = ref_meta
     scores = pd.DataFrame({"example_id": [r["example_id"] for r in rows], "seed": [r["seed"] for r in rows],
                            "metric": "generated", "value": [1.0 if r["status"] == "success" else np.nan for r in rows],
                            "status": [r["status"] for r in rows], "error_message": [r["error_message"] for r in rows]})
-    return scores.sort_values(["seed", "example_id"], ignore_index=True), metrics
+    clip = _clip_scores(bench, plan, scorers, rows)
+    scores = pd.concat([scores, clip], ignore_index=True).sort_values(["metric", "seed", "example_id"], ignore_index=True)
+    sub = clip[clip["status"] == "success"]
+    metrics["clip_score"] = {"n_evaluated": int(len(sub)),
+                             "aggregate": aggregate(sub[["example_id", "seed", "value"]]).as_dict() if len(sub) else None}
+    return scores, metrics
+
+
+def _kid_per_seed(features: np.ndarray, labels: list[int | None], reference: np.ndarray, n_examples: int,
+                  n_evaluated: int) -> dict[str, Any]:
+    """KID of each seed's generated set (mean and std over torch-fidelity's subsets), then over seeds."""
+    per_seed = {}
+    for seed in sorted({x for x in labels if x is not None}):
+        rows = np.flatnonzero(np.array([x == seed for x in labels], dtype=bool))
+        per_seed[seed] = kidlib.kid(np.asarray(features[rows]), reference)
+    first = next(iter(per_seed.values()))
+    out: dict[str, Any] = {"n_evaluated": n_evaluated,
+                           "aggregate": {**over_seeds([k.mean for k in per_seed.values()], n_examples).as_dict(),
+                                         "subset_std": float(np.mean([k.std for k in per_seed.values()]))},
+                           "per_seed": {str(seed): k.as_dict() for seed, k in per_seed.items()},
+                           "subsets": first.subsets, "subset_size": first.subset_size}
+    if first.subset_size < kidlib.SUBSET_SIZE:
+        out["warning"] = (f"KID subsets of {first.subset_size} images (fewer than torch-fidelity's "
+                          f"{kidlib.SUBSET_SIZE} on one side): its spread is larger than at the usual size")
+    return out
+
+
+def _clip_scores(bench: GenerationBenchmark, plan: WorkPlan, scorers: Scorers, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per (example, seed) CLIPScore of each generated image against the caption it was generated from."""
+    captions: dict[str, str] = bench.captions  # type: ignore[attr-defined]  # caption benchmarks only
+    values: dict[tuple[str, int], float] = {}
+    n_ok = sum(r["status"] == "success" for r in rows)
+    batch: list[tuple[tuple[str, int], Image.Image]] = []
+
+    def flush() -> None:
+        keys = [k for k, _ in batch]
+        got = clip_score(scorers.clip, scorers.clip_text, [im for _, im in batch], [captions[e] for e, _ in keys])
+        values.update(zip(keys, got.tolist(), strict=True))
+        progress.advance(task, len(batch))
+        batch.clear()
+
+    with make_progress() as progress:
+        task = progress.add_task(f"CLIPScore {bench.name}", total=n_ok)
+        for row in read_generations(plan, columns=["example_id", "seed", "status", "image"]):
+            if row["status"] == "success":
+                batch.append(((row["example_id"], row["seed"]), decode_image(row["image"], f"{plan.out_dir} {row['example_id']}")))
+                if len(batch) == SCORE_BATCH:
+                    flush()
+        if batch:
+            flush()
+    return _metric_frame("clip_score", rows, values)

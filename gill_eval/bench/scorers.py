@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from gill_eval.errors import ConfigError
+from gill_eval.metrics.clip_score import ClipTextEmbedder
 from gill_eval.metrics.clip_similarity import PRECISIONS, ClipImageEmbedder, official_clip_preprocess
 from gill_eval.metrics.fid import build_random_inception_weights, load_inception
 from gill_eval.metrics.lpips import LpipsScorer, build_lpips
@@ -48,10 +49,12 @@ class ScorerSpec:
         """The registered weights this spec loads to score a benchmark of ``kind`` (similarity | fid)."""
         if self.meaningless:
             return []
+        clip = ["clip-vit-l-14"] if (self.clip_model, self.clip_pretrained) == ("ViT-L-14", "openai") else []
         if kind == "similarity":
-            clip = ["clip-vit-l-14"] if (self.clip_model, self.clip_pretrained) == ("ViT-L-14", "openai") else []
             return clip + (["lpips-alex"] if self.lpips_trunk is None else [])
-        return ["fid-inception"] if kind == "fid" and self.inception is None else []
+        if kind == "fid":  # FID and KID need Inception; the CLIPScore column needs CLIP
+            return (["fid-inception"] if self.inception is None else []) + clip
+        return []
 
     @property
     def meaningless(self) -> bool:
@@ -88,23 +91,34 @@ class Scorers:
         self.provenance: dict[str, Any] = {"spec": spec.as_dict(), "device": self.device}
 
     @cached_property
-    def clip(self) -> ClipImageEmbedder:
+    def _clip_model(self) -> tuple[torch.nn.Module, Any]:
+        """The CLIP model (both towers) and its tokenizer, loaded once for CLIP similarity and CLIPScore."""
         from gill_eval.models.weights import fingerprint, load_open_clip
 
         if self.spec.meaningless:
             from gill_eval.models.tiny import tiny_clip_dir
 
             folder = tiny_clip_dir()
-            model, _, _ = load_open_clip(pretrained=str(folder))
+            model, _, tokenizer = load_open_clip(pretrained=str(folder))
             self.provenance["clip"] = {"model": "tiny random CLIP", "weights": str(folder)}
         else:
-            model, _, _ = load_open_clip(self.spec.clip_model, self.spec.clip_pretrained)
+            model, _, tokenizer = load_open_clip(self.spec.clip_model, self.spec.clip_pretrained)
             ident = "clip-vit-l-14" if self.spec.clip_pretrained == "openai" else self.spec.clip_pretrained
             self.provenance["clip"] = {"model": self.spec.clip_model, "pretrained": self.spec.clip_pretrained,
                                        "sha256": fingerprint(ident)}
+        return model, tokenizer
+
+    @cached_property
+    def clip(self) -> ClipImageEmbedder:
+        model, _ = self._clip_model
         # GILL's scripts feed CLIP through Hugging Face's CLIPProcessor, not open_clip's transform
         return ClipImageEmbedder(model, official_clip_preprocess(model), self.device, self.spec.precision,
                                  SCORE_BATCH)
+
+    @cached_property
+    def clip_text(self) -> ClipTextEmbedder:
+        model, tokenizer = self._clip_model
+        return ClipTextEmbedder(model, tokenizer, self.device, self.spec.precision, SCORE_BATCH)
 
     @cached_property
     def lpips(self) -> LpipsScorer:

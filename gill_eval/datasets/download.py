@@ -19,21 +19,24 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gill_eval.console import info, track
+from gill_eval.console import err_console, info, is_verbose, make_progress, track
 from gill_eval.datasets.archive import MAX_IMAGE_PIXELS
 from gill_eval.datasets.image_store import IMG2DATASET, STORE_MODES, store_images
+from gill_eval.datasets.img2dataset_run import PARENT_ENV, ROW_TICKS_ENV
 from gill_eval.datasets.output import IMAGE_SCHEMA
 from gill_eval.errors import ConfigError, GillEvalError, InputError
 from gill_eval.store import UnitOfWork, WorkPlan, atomic_write_json, iter_batches, list_shards, write_shard
@@ -43,6 +46,10 @@ RESIZE_MODES = ("no", "keep_ratio", "keep_ratio_largest", "center_crop", "border
 DISTRIBUTORS = ("multiprocessing", "pyspark")
 KEY_COLUMN = "gkey"
 AUTO = "auto"
+LOG_NAME = "img2dataset.log"  # img2dataset's messages, beside its raw/ folder (docs/troubleshooting.md)
+ROW_TICKS_NAME = ".img2dataset-rows"  # one byte per finished row while img2dataset runs
+LOG_TAIL_LINES = 20  # shown when img2dataset fails
+POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -126,11 +133,68 @@ def _stats_path(raw: Path, index: int) -> Path:
     return raw / f"{index:05d}_stats.json"
 
 
-def _run_img2dataset(input_path: Path, raw: Path, n_shards: int, options: DownloadOptions) -> None:
-    if all(_stats_path(raw, i).is_file() for i in range(n_shards)):
-        return
-    done = sum(_stats_path(raw, i).is_file() for i in range(n_shards))
-    info(f"img2dataset: {n_shards - done} of {n_shards} shard(s) to download into {raw}")
+def _n_shards(n_rows: int, shard_size: int) -> int:
+    return -(-n_rows // shard_size)
+
+
+@dataclass
+class _RowsDone:
+    """What img2dataset has finished, read while it runs: whole shards from its ``NNNNN_stats.json`` files
+    (written when a shard ends, possibly half-written when read), and row by row from the ticks file to
+    which ``img2dataset_run``'s pool workers append one byte per finished row (multiprocessing only: Spark's
+    executors may run on other machines, and a Python worker of Spark shares its descriptors with Spark's
+    own protocol)."""
+
+    raw: Path
+    ticks: Path | None
+    total: int
+    counted: dict[str, int] = field(default_factory=dict)
+    before: int = 0  # rows of the shards finished by earlier runs
+
+    def in_shards(self) -> int:
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.raw):
+                if entry.name.endswith("_stats.json") and entry.name not in self.counted:
+                    with contextlib.suppress(OSError, ValueError, KeyError):  # half-written: the next poll reads it
+                        self.counted[entry.name] = int(json.loads(Path(entry.path).read_bytes())["count"])
+        return sum(self.counted.values())
+
+    def now(self) -> int:
+        ticked = self.ticks.stat().st_size if self.ticks is not None and self.ticks.is_file() else 0
+        return min(self.total, max(self.in_shards(), self.before + ticked))
+
+
+def _log_tail(log: Path, start: int, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last ``lines`` lines written to ``log`` after offset ``start`` (this run's part)."""
+    with log.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(start, size - 64 * 1024))
+        return f.read().decode("utf-8", errors="replace").splitlines()[-lines:]
+
+
+def _run_logged(command: list[str], env: dict[str, str], log: Path, rows: _RowsDone) -> tuple[int, int]:
+    """Run img2dataset with its stdout and stderr appended to ``log`` under a header line, while gill-eval
+    shows its own progress bar; returns the exit status and the offset in ``log`` where this run starts."""
+    rows.before = rows.in_shards()
+    env = {**env, "PYTHONUNBUFFERED": "1"}  # a live log, complete if killed
+    if rows.ticks is not None:
+        rows.ticks.unlink(missing_ok=True)
+        env[ROW_TICKS_ENV] = str(rows.ticks)
+    with log.open("ab") as out, make_progress() as progress:
+        start = out.tell()
+        out.write(f"=== {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC: {shlex.join(command)}\n".encode())
+        out.flush()
+        task = progress.add_task("downloading images", total=rows.total, completed=rows.before)
+        try:
+            returncode = run_in_own_group(command, env, out, lambda: progress.update(task, completed=rows.now()))
+            progress.update(task, completed=rows.now())
+        finally:
+            if rows.ticks is not None:
+                rows.ticks.unlink(missing_ok=True)
+    return returncode, start
+
+
+def _img2dataset_command(input_path: Path, raw: Path, options: DownloadOptions) -> list[str]:
     kwargs = {
         "url_list": str(input_path),
         "input_format": "parquet",
@@ -154,31 +218,61 @@ def _run_img2dataset(input_path: Path, raw: Path, n_shards: int, options: Downlo
     }
     if options.store != IMG2DATASET:  # the original bytes, untouched: image_store decodes them as the protocol does
         kwargs.update(resize_mode="no", disable_all_reencoding=True)
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # albumentations would check PyPI on import
     command = [sys.executable, "-m", "gill_eval.datasets.img2dataset_run", json.dumps(kwargs)]
     if options.distributor == "pyspark":  # the child starts the Spark session img2dataset then uses
         command.append(options.spark_master or f"local[{options.processes}]")
-    # img2dataset prints progress on stdout: send it to stderr, stdout is the command's result (--json)
-    returncode = run_in_own_group(command, env)
-    if returncode != 0:
-        raise GillEvalError(f"{raw}: img2dataset exited with status {returncode} (see its messages above)")
+    return command
+
+
+def _run_img2dataset(input_path: Path, raw: Path, n_rows: int, options: DownloadOptions) -> None:
+    n_shards = _n_shards(n_rows, options.shard_size)
+    if all(_stats_path(raw, i).is_file() for i in range(n_shards)):
+        return
+    done = sum(_stats_path(raw, i).is_file() for i in range(n_shards))
+    log = raw.parent / LOG_NAME  # beside raw/: img2dataset owns raw/ and reads what it finds there
+    info(f"img2dataset: {n_shards - done} of {n_shards} shard(s) to download into {raw}"
+         + ("" if is_verbose() else f" (its messages: {log})"))
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # albumentations would check PyPI on import
+    command = _img2dataset_command(input_path, raw, options)
+    if is_verbose():  # img2dataset's own messages on our stderr: stdout is the command's result (--json)
+        returncode, start = run_in_own_group(command, env), 0
+    else:
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        ticks = raw.parent / ROW_TICKS_NAME if options.distributor == "multiprocessing" else None
+        returncode, start = _run_logged(command, env, log, _RowsDone(raw, ticks, n_rows))
     missing = [i for i in range(n_shards) if not _stats_path(raw, i).is_file()]
-    if missing:
-        raise GillEvalError(
-            f"{raw}: img2dataset did not finish {len(missing)} of {n_shards} shard(s) (see its messages above); "
-            "rerun the same command to resume"
-        )
+    if returncode == 0 and not missing:
+        return
+    where = "see its messages above"
+    if not is_verbose():  # nothing hidden on failure: img2dataset's last lines, then the one-line error
+        for line in _log_tail(log, start):
+            err_console.print(f"  | {line}", markup=False, highlight=False, soft_wrap=True)
+        where = f"its last lines are above, all of its messages in {log}"
+    if returncode != 0:
+        raise GillEvalError(f"{raw}: img2dataset exited with status {returncode} ({where})")
+    raise GillEvalError(
+        f"{raw}: img2dataset did not finish {len(missing)} of {n_shards} shard(s) ({where}); "
+        "rerun the same command to resume"
+    )
 
 
-def run_in_own_group(command: list[str], env: dict[str, str]) -> int:
-    """Run ``command`` as the leader of a new process group and wait; however this process leaves
-    (exception, SIGTERM, Ctrl-C), the whole group (img2dataset and its pool workers) is killed with it.
-    A ``kill -9`` of this process cannot run this: the child then notices and ends its group itself
-    (``img2dataset_run``). See docs/reliability.md."""
-    env = {**env, "GILL_EVAL_PARENT_PID": str(os.getpid())}  # what the child's watchdog watches
-    proc = subprocess.Popen(command, stdout=2, env=env, start_new_session=True)
+def run_in_own_group(command: list[str], env: dict[str, str], log: IO[bytes] | None = None,
+                     poll: Callable[[], None] | None = None) -> int:
+    """Run ``command`` as the leader of a new process group and wait, calling ``poll`` every ``POLL_S``
+    seconds; its stdout and stderr go to ``log``, or without one its stdout to our stderr (our stdout is the
+    command's result). However this process leaves (exception, SIGTERM, Ctrl-C), the whole group
+    (img2dataset and its pool workers) is killed with it. A ``kill -9`` of this process cannot run this:
+    the child then notices and ends its group itself (``img2dataset_run``). See docs/reliability.md."""
+    env = {**env, PARENT_ENV: str(os.getpid())}  # what the child's watchdog watches
+    stdout, stderr = (2, None) if log is None else (log, subprocess.STDOUT)
+    proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, start_new_session=True)
     try:
-        return proc.wait()
+        while True:
+            try:
+                return proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                if poll is not None:
+                    poll()
     except BaseException:
         with contextlib.suppress(ProcessLookupError):  # the leader is not reaped yet: its group id is still its own
             os.killpg(proc.pid, signal.SIGKILL)
@@ -236,7 +330,7 @@ def download_images(urls: pa.Table, work_dir: Path, images_dir: Path, options: D
     if urls.num_rows > 1:
         if not pc.all(pc.less(keys.slice(0, urls.num_rows - 1), keys.slice(1))).as_py():
             raise ValueError("download keys must be unique and sorted")
-    n_shards = -(-urls.num_rows // options.shard_size)
+    n_shards = _n_shards(urls.num_rows, options.shard_size)
     if n_shards == 0:
         return
     input_path = work_dir / "input.parquet"
@@ -248,7 +342,7 @@ def download_images(urls: pa.Table, work_dir: Path, images_dir: Path, options: D
     for unit in pending:
         if not (raw / shard_name(unit.index)).is_file():  # its raw copy is gone: img2dataset downloads it again
             _stats_path(raw, unit.index).unlink(missing_ok=True)
-    _run_img2dataset(input_path, raw, n_shards, options)
+    _run_img2dataset(input_path, raw, urls.num_rows, options)
     _convert(raw, plan, pending, options)
 
 

@@ -13,7 +13,9 @@ is gone, so a ``kill -9`` of ``gill-eval prepare`` leaves no downloader racing t
 downloader waits for the output folder's lock until the old group has ended. Image downloads get an
 overall deadline of ``timeout`` seconds (img2dataset's own is per socket read only, so a server that
 trickles bytes would hold a thread forever); the patch is applied in this process and in the spawned
-pool workers (which import this module as ``__mp_main__``).
+pool workers (which import this module as ``__mp_main__``). Where the parent names a ticks file
+(``GILL_EVAL_ROW_TICKS``, multiprocessing only), each finished row appends a byte to it: the parent's progress
+bar counts them.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 WATCH_INTERVAL_S = 0.2
 PARENT_ENV = "GILL_EVAL_PARENT_PID"  # set by download.run_in_own_group
+ROW_TICKS_ENV = "GILL_EVAL_ROW_TICKS"  # a file to append one byte to per finished row (the parent's progress bar)
 CHUNK = 1 << 16
+_ticks: list[int] = []  # the ticks file's descriptor, opened once per process
 
 
 def _read_before(response: Any, deadline: float, timeout: float) -> bytes:
@@ -68,10 +73,28 @@ def download_image(row: Any, timeout: float, user_agent_token: Any, disallowed_h
         return key, None, str(err)
 
 
+def _counting(download_with_retry: Callable[..., Any]) -> Callable[..., Any]:
+    """img2dataset's per-row ``download_image_with_retry``, appending one byte to the ticks file per row (an
+    ``O_APPEND`` write of one byte is atomic, so the pool's threads and processes can share the file)."""
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        result = download_with_retry(*args, **kwargs)
+        if _ticks:
+            os.write(_ticks[0], b".")
+        return result
+
+    counted.counts_rows = True  # type: ignore[attr-defined]
+    return counted
+
+
 def _patch_downloader() -> None:
     import img2dataset.downloader
 
     img2dataset.downloader.download_image = download_image
+    ticks = os.environ.get(ROW_TICKS_ENV)
+    if ticks and not _ticks:
+        _ticks.append(os.open(ticks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+    if not getattr(img2dataset.downloader.download_image_with_retry, "counts_rows", False):
+        img2dataset.downloader.download_image_with_retry = _counting(img2dataset.downloader.download_image_with_retry)
 
 
 class _DeadlineDownloader:

@@ -19,7 +19,7 @@ def clip(dataset: str, *, model: str = "ViT-L-14", pretrained: str = "openai", p
 
 
 def sd_text(dataset: str, *, model: str | None = None, precision: str | None = None, batch_size: int = 512,
-            device: str = "auto", shard: str | None = None, num_workers: int = 2) -> dict[str, Any]:
+            device: str = "auto", shard: str | None = None, num_workers: int = 4) -> dict[str, Any]:
     """SD 1.5 text-encoder targets (77x768 float16) for every caption of ``dataset`` -> ``<data>/features/sd-text/``
     (``model``: a hub id or a local diffusers folder; default SD 1.5)."""
     from gill_eval.features.runner import default_precision, input_shards, resolve_device, run_stage

@@ -45,6 +45,8 @@ class FeatureStage(ABC):
     columns: list[str]  # input columns the worker needs (``key`` first)
     fmt: Format
     schema: pa.Schema
+    writer_threads: int = 1  # output shards written at once (see features/writer.py)
+    writer_queue: int = 4  # output batches waiting for or being written: bounds host memory
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -193,7 +195,8 @@ def _run_units(stage: FeatureStage, dataset: str, plan: WorkPlan, pending: list[
     stream = ordered_batches(dataset_iter, num_workers if pending else 0, pin_memory=stage.device.type == "cuda")
     start = time.perf_counter()
     done_rows = failed = 0
-    with make_progress() as progress, BackgroundWriter(plan, stage.schema, stage.fmt) as writer, \
+    with make_progress() as progress, BackgroundWriter(plan, stage.schema, stage.fmt, stage.writer_queue,
+                                                    stage.writer_threads) as writer, \
             torch.inference_mode():
         task = progress.add_task(f"features {stage.kind} {dataset} [{spec}]", total=sum(rows.values()))
         for unit in pending:

@@ -199,6 +199,12 @@ def _npz_path(key: ReferenceKey) -> Path:
     return reference_cache_dir() / f"{key.digest()}.npz"
 
 
+def reference_features_path(key: ReferenceKey) -> Path:
+    """Where the reference set's features themselves are cached (``.npy``, float32, (N, 2048)): KID needs the
+    features, not only their mean and covariance (metrics/kid.py)."""
+    return reference_cache_dir() / f"{key.digest()}-features.npy"
+
+
 def save_statistics(path: str | os.PathLike[str], stats: dict[str, np.ndarray], key: ReferenceKey, n: int) -> Path:
     """Write statistics with their key and count as an ``.npz`` (atomic)."""
     target = Path(path)

@@ -40,6 +40,7 @@ from gill_eval.models.base import (
     truncation_stats,
     weights_fingerprint,
 )
+from gill_eval.models.pixels import non_finite_cause, require_finite
 from gill_eval.models.tiny import GLIDE_CONFIG
 
 INSTALL = "pip install git+https://github.com/openai/glide-text2im"
@@ -146,7 +147,7 @@ class GlideModel(Model):
     def generate(self, contexts: Sequence[Context], seeds: Sequence[int]) -> list[Image.Image]:
         self.check_generate_args(contexts, seeds)
         prompts = [join_captions(context) for context in contexts]
-        images: list[Image.Image] = []
+        images: list[Image.Image | None] = []
         truncated: list[bool] = []
         size = self.options.batch_size
         for start in range(0, len(prompts), size):
@@ -155,14 +156,18 @@ class GlideModel(Model):
             images.extend(chunk_images)
             truncated.extend(chunk_truncated)
         self.last_run_stats = truncation_stats(truncated)
-        return images
+        fix = "use_fp16=false" if self.options.use_fp16 else None
+        return require_finite(self.name, images, non_finite_cause(fix, self.source))
 
     def _noise(self, generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
         """One draw per item from its own generator (CPU), stacked and moved to the device."""
         return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(self.device)
 
     @torch.no_grad()
-    def _sample(self, prompts: list[str], generators: list[torch.Generator]) -> tuple[list[Image.Image], list[bool]]:
+    def _sample(self, prompts: list[str],
+                generators: list[torch.Generator]) -> tuple[list[Image.Image | None], list[bool]]:
+        """The images of ``prompts`` (None for one with NaN/inf values, which the uint8 cast would turn
+        black: docs/reliability.md) and whether each prompt was cut at the text context."""
         n = len(prompts)
         text_ctx = self.base_config["text_ctx"]
         tokens, mask, truncated = self._tokens(self.base, prompts, text_ctx)
@@ -204,8 +209,9 @@ class GlideModel(Model):
             progress=False, model_kwargs=up_kwargs,
         )
         self.up.del_cache()
+        finite = torch.isfinite(up).flatten(1).all(dim=1).tolist()
         pixels = ((up + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(p) for p in pixels], truncated
+        return [Image.fromarray(p) if ok else None for p, ok in zip(pixels, finite, strict=True)], truncated
 
 
 

@@ -29,6 +29,7 @@ from gill_eval.models.base import (
     truncation_stats,
     weights_fingerprint,
 )
+from gill_eval.models.pixels import finite_pil, non_finite_cause, require_finite
 from gill_eval.models.sampler import SamplerOptions
 
 SD15_ID = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -128,16 +129,18 @@ class StableDiffusionModel(Model):
         self.check_generate_args(contexts, seeds)
         prompts = self.prompts(contexts)
         size = self.options.batch_size
-        images: list[Image.Image] = []
+        images: list[Image.Image | None] = []
         nsfw = 0
         for start in range(0, len(prompts), size):
             chunk = prompts[start : start + size]
             generators = [cpu_generator(seed) for seed in seeds[start : start + size]]
-            out = self.pipe(prompt=chunk, generator=generators, output_type="pil", **self.pipeline_kwargs())
-            images.extend(out.images)
+            # floats, so that NaN/inf is seen before the uint8 cast turns it black (docs/reliability.md)
+            out = self.pipe(prompt=chunk, generator=generators, output_type="np", **self.pipeline_kwargs())
+            images.extend(finite_pil(out.images))
             nsfw += sum(bool(flag) for flag in (out.nsfw_content_detected or []))
         self.last_run_stats = {**truncation_stats(self.truncated(prompts)), "nsfw_flagged": nsfw}
-        return images
+        fix = "dtype=fp32 or dtype=bf16" if self.options.dtype == "fp16" else None
+        return require_finite(self.name, images, non_finite_cause(fix, self.source))
 
 
 class TinyStableDiffusionModel(StableDiffusionModel):

@@ -88,7 +88,7 @@ REGISTRY: dict[str, WeightSpec] = {
             repo_id=_OPENAI_CLIP_OC,
             patterns=("open_clip_config.json",),
             weight_groups=(("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),),
-            used_by="features clip, CLIP similarity, retrieval",
+            used_by="features clip, CLIP similarity, CLIPScore, retrieval",
         ),
         WeightSpec(
             name="sd15-text",
@@ -133,7 +133,7 @@ REGISTRY: dict[str, WeightSpec] = {
                            "weights-inception-2015-12-05-6726825d.pth",
                            "weights-inception-2015-12-05-6726825d.pth", "6726825d"),),
             location="torch-hub",
-            used_by="FID",
+            used_by="FID, KID",
         ),
         WeightSpec(
             name="opt-6.7b",

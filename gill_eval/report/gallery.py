@@ -25,7 +25,7 @@ from gill_eval.report.generated import is_generation_result, iter_generated, saf
 from gill_eval.report.tables import METRIC_TITLES
 from gill_eval.report.thumbnails import ImageFiles
 
-SHOWN_METRICS = {"clip_similarity": True, "lpips": False}  # metric -> higher is better
+SHOWN_METRICS = {"clip_similarity": True, "lpips": False, "clip_score": True}  # metric -> higher is better
 CONTEXT_CHUNK = 32
 DIGITS = 6  # decimals kept in the page data (the site shows 3-4; full precision stays in scores.parquet)
 
@@ -104,6 +104,7 @@ def generation_page(results: list[dict[str, Any]], files: ImageFiles) -> Page:
     first = results[0]
     benchmark, context, tag = first["benchmark"], first["context"], partial_tag(first)
     labels = sorted({r["model"]["label"] for r in results})
+    shown_metrics = {m: hb for m, hb in SHOWN_METRICS.items() if any(m in (r.get("metrics") or {}) for r in results)}
     cells: dict[str, dict[str, list[dict[str, Any]]]] = {label: {} for label in labels}
     models: dict[str, dict[str, Any]] = {}
     values_of: dict[str, dict[tuple[str, int], dict[str, float]]] = {}
@@ -122,7 +123,7 @@ def generation_page(results: list[dict[str, Any]], files: ImageFiles) -> Page:
                 seeds.add(g.seed)
                 shown = values.get((g.example_id, g.seed), {})
                 cell: dict[str, Any] = {"s": g.seed, "v": [round(shown[m], DIGITS) if m in shown else None
-                                                           for m in SHOWN_METRICS]}
+                                                           for m in shown_metrics]}
                 if g.png is not None:
                     files.generated(f"{prefix}/s{g.seed}/{safe_name(g.example_id)}", g.png)
                 else:
@@ -132,13 +133,13 @@ def generation_page(results: list[dict[str, Any]], files: ImageFiles) -> Page:
     ids = sorted({eid for per in cells.values() for eid in per})
     views, note = _views(first, ids, files)
     key_defs = [{"id": f"{m}|{label}", "title": f"{METRIC_TITLES[m]} {label}", "higher": hb}
-                for m, hb in SHOWN_METRICS.items() for label in labels]
+                for m, hb in shown_metrics.items() for label in labels]
     rows = []
     for eid in ids:
         view = views.get(eid, {"ctx": [], "truth": None})
         keys = {}
         for label in labels:
-            for metric in SHOWN_METRICS:
+            for metric in shown_metrics:
                 keys[f"{metric}|{label}"] = _mean([values_of[label][(eid, c["s"])][metric] for c in cells[label].get(eid, [])
                                                    if metric in values_of[label].get((eid, c["s"]), {})])
         text = " ".join(item["text"] for item in view["ctx"] if "text" in item)
@@ -147,8 +148,8 @@ def generation_page(results: list[dict[str, Any]], files: ImageFiles) -> Page:
                      "k": [keys[kd["id"]] for kd in key_defs]})
     title = f"{benchmark} {context}" + (f" (partial: first {first['limit']} examples)" if tag else "")
     data = {"kind": "generation", "title": title, "benchmark": benchmark, "context": context, "models": models,
-            "labels": labels, "seeds": sorted(seeds), "metrics": [m for m in SHOWN_METRICS],
-            "metric_titles": {m: METRIC_TITLES[m] for m in SHOWN_METRICS}, "keys": key_defs, "rows": rows,
+            "labels": labels, "seeds": sorted(seeds), "metrics": list(shown_metrics),
+            "metric_titles": {m: METRIC_TITLES[m] for m in shown_metrics}, "keys": key_defs, "rows": rows,
             "note": note, "meaningless": any(r.get("meaningless") for r in results), "partial": bool(tag)}
     return Page(page_slug(benchmark, context, tag), title, "generation", benchmark, context, data, first.get("limit") or 0)
 

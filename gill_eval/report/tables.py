@@ -20,8 +20,9 @@ from gill_eval.bench.results import load_scores
 from gill_eval.metrics.stats import paired_difference
 
 METRIC_TITLES = {"clip_similarity": "CLIP Sim ↑", "lpips": "LPIPS ↓", "R@1": "R@1 ↑", "R@5": "R@5 ↑",
-                 "R@10": "R@10 ↑", "fid": "FID ↓"}
-DECIMALS = {"clip_similarity": 4, "lpips": 4, "R@1": 1, "R@5": 1, "R@10": 1, "fid": 2}
+                 "R@10": "R@10 ↑", "fid": "FID ↓", "kid": "KID ↓", "clip_score": "CLIPScore ↑"}
+DECIMALS = {"clip_similarity": 4, "lpips": 4, "R@1": 1, "R@5": 1, "R@10": 1, "fid": 2, "kid": 4, "clip_score": 2}
+EXTRA = "(extra)"  # the title suffix of a column the paper does not have
 
 
 def paper_tables() -> dict[str, Any]:
@@ -96,6 +97,8 @@ def _cell(result: dict[str, Any] | None, metric: str, notes: Footnotes) -> tuple
     text = _fmt(agg["mean"], d)
     if agg.get("std_over_seeds") is not None:
         text += f" ± {agg['std_over_seeds']:.4f}"
+    elif agg.get("subset_std") is not None:  # KID from one seed: the spread over its subsets
+        text += f" ± {agg['subset_std']:.4f} {notes.mark('± of a one-seed KID: std over its random subsets (torch-fidelity)')}"
     if m.get("warning"):
         text += f" {notes.mark(m['warning'])}"
     if m["n_evaluated"] < result["n_expected"]:
@@ -127,20 +130,22 @@ def render_table(layout: Layout, results: list[dict[str, Any]], baseline: str | 
     by_key = {(r["model"]["label"], r["context"]): r for r in mine}
     notes = Footnotes()
     multi_ctx = len(contexts) > 1 or layout.context_titles.get(contexts[0], "")
+    shown = layout.metrics + layout.extra_metrics
     columns = [f"{METRIC_TITLES[m]} {layout.context_titles.get(c, c)}".strip() if multi_ctx else METRIC_TITLES[m]
                for m in layout.metrics for c in contexts]
+    columns += [f"{METRIC_TITLES[m]} {layout.context_titles.get(c, c)} {EXTRA}".replace("  ", " ")
+                for m in layout.extra_metrics for c in contexts]
     lines = [f"### {layout.title}", ""]
     if any(r.get("meaningless") for r in mine):
         lines += ["> Rows below were scored with tiny random-weight networks: their numbers are meaningless.", ""]
     lines += ["| Model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for name, cells in _paper_rows(layout, paper):
-        if layout.paper_cells == "per_metric_context":
-            cells = cells + [""] * (len(columns) - len(cells))  # extra contexts were not published
+        cells = cells + [""] * (len(columns) - len(cells))  # extra contexts and metrics were not published
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     data_rows = []
     for label in labels:
         cells, cell_data = [], {}
-        for metric in layout.metrics:
+        for metric in shown:
             for ctx in contexts:
                 text, cd = _cell(by_key.get((label, ctx)), metric, notes)
                 cells.append(text)

@@ -13,7 +13,7 @@ BENCHMARK = BenchmarkSpec(
     name="cc3m-fid",
     kind=FID,
     layout=Layout("table3", "Tables 3-4. CC3M validation FID", "cc3m-fid", ["fid"], [CONTEXT], {CONTEXT: ""},
-                  "table3_mapper_ablation", paper_cells="first"),
+                  "table3_mapper_ablation", paper_cells="first", extra_metrics=["kid", "clip_score"]),
     protocol=ProtocolVersion(2, 2),  # v2 (gill-eval 0.2): the parity fixes of docs/protocols.md
     protocol_text=FID_PROTOCOL,
     build=cc3m_fid,

@@ -11,7 +11,7 @@ BENCHMARK = BenchmarkSpec(
     name="coco-fid",
     kind=FID,
     layout=Layout("table8", "Table 8. MS-COCO 2014 zero-shot FID", "coco-fid", ["fid"], [CONTEXT], {CONTEXT: ""},
-                  "table8_coco2014_zero_shot_fid_30k"),
+                  "table8_coco2014_zero_shot_fid_30k", extra_metrics=["kid", "clip_score"]),
     protocol=ProtocolVersion(2, 2),  # v2 (gill-eval 0.2): the parity fixes of docs/protocols.md
     protocol_text=FID_PROTOCOL,
     build=coco_fid,

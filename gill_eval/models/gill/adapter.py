@@ -45,6 +45,7 @@ from gill_eval.models.gill.index import ImageIndex
 from gill_eval.models.gill.interleaved import ImageBlock, InterleavedSettings, generate_interleaved
 from gill_eval.models.gill.load import Sources, load_gill, resolve_sources
 from gill_eval.models.gill.model import GILL, DecodeSettings, SDSettings
+from gill_eval.models.pixels import require_finite
 from gill_eval.models.sampler import SamplerOptions
 
 _IMAGE_BATCH = 32
@@ -145,7 +146,7 @@ class GILLModel(Model):
     def generate(self, contexts: Sequence[Context], seeds: Sequence[int]) -> list[Image.Image]:
         self.check_generate_args(contexts, seeds)
         gill, decode, sd = self.gill, self.decode_settings(), self.sd_settings()
-        images: list[Image.Image] = []
+        images: list[Image.Image | None] = []
         nsfw = 0
         for chunk in self._chunks(list(zip(contexts, seeds)), "GILL generate"):
             blocks = gill.forced_img_states_batch([context for context, _ in chunk], decode)
@@ -153,7 +154,7 @@ class GILLModel(Model):
             images += made
             nsfw += sum(flags)
         self.last_run_stats = {"contexts": len(images), "nsfw_flagged": nsfw}
-        return images
+        return require_finite(self.name, images, gill.sd_non_finite_cause())
 
     def embed_queries(self, contexts: Sequence[Context]) -> np.ndarray:
         # FROMAGe's query layout, which Table 5 follows (docs/protocols.md): not the decoding path above

@@ -37,6 +37,7 @@ from gill_eval.models.gill.decision import LABELS, decision_labels, decision_log
 from gill_eval.models.gill.index import ImageIndex
 from gill_eval.models.gill.model import GILL, DecodeSettings, SDSettings
 from gill_eval.models.gill.tokenizer import IMG_TOKENS
+from gill_eval.models.pixels import require_finite
 
 #: Candidates retrieved per block (the official ``topk(3)``).
 RETRIEVED_PER_BLOCK = 3
@@ -139,7 +140,8 @@ def _image_block(gill: GILL, raw: torch.Tensor, position: int, k: int, settings:
             probabilities = (p_gen, p_ret)
     count = settings.num_gen_images
     embeds = gill.prompt_embeds(raw).expand(count, -1, -1)
-    images, flags = gill.sd_images(embeds, [cpu_generator(_image_seed(seed, k, j)) for j in range(count)], sd)
+    made, flags = gill.sd_images(embeds, [cpu_generator(_image_seed(seed, k, j)) for j in range(count)], sd)
+    images = require_finite("gill", made, gill.sd_non_finite_cause())  # never a NaN image turned black
     ranks: list[Any] = [None] * count
     if query is not None:
         resized = [image.resize((RANK_SIZE, RANK_SIZE)).convert("RGB") for image in images]

@@ -33,6 +33,7 @@ from torch import nn
 from gill_eval.errors import ConfigError, GillEvalError, InputError
 from gill_eval.models.gill.mapper import GILLHeads
 from gill_eval.models.gill.tokenizer import IMG_TOKENS, NUM_IMG_TOKENS, GillTokens, text_ids
+from gill_eval.models.pixels import finite_pil, non_finite_cause
 from gill_eval.resizes import squash_224
 
 
@@ -420,10 +421,11 @@ class GILL:
 
     @torch.no_grad()
     def sd_images(self, prompt_embeds: torch.Tensor, generators: Sequence[torch.Generator],
-                  settings: SDSettings) -> tuple[list[Image.Image], list[bool]]:
+                  settings: SDSettings) -> tuple[list[Image.Image | None], list[bool]]:
         """B images from stock diffusers with ``prompt_embeds`` (B, 77, C) in one pipeline call (the empty
         prompt is the unconditional), one generator per image, and whether SD's safety checker (when the
-        pipeline has one, as the official one did) blacked each out."""
+        pipeline has one, as the official one did) blacked each out. An image with NaN/inf pixels is None
+        (``pixels.finite_pil``; ``sd_non_finite_cause`` says why)."""
         if len(generators) != prompt_embeds.shape[0]:
             raise GillEvalError(f"{prompt_embeds.shape[0]} prompt embeddings but {len(generators)} generators")
         pipe = self.sd_pipe
@@ -435,12 +437,18 @@ class GILL:
         with cpu_exact(pipe.device):
             out = pipe(prompt_embeds=prompt_embeds.to(device=pipe.device, dtype=pipe.unet.dtype),
                        generator=generators, guidance_scale=settings.guidance,
-                       num_inference_steps=settings.steps, height=settings.height, width=settings.width)
+                       num_inference_steps=settings.steps, height=settings.height, width=settings.width,
+                       output_type="np")
         flags = out.nsfw_content_detected or [False] * len(out.images)
-        return list(out.images)[:count], [bool(flag) for flag in flags][:count]
+        return finite_pil(out.images[:count]), [bool(flag) for flag in flags][:count]
+
+    def sd_non_finite_cause(self) -> str:
+        """What a None (NaN/inf) image of ``sd_images`` means and its fix (docs/reliability.md)."""
+        fp16 = self.sd_pipe.unet.dtype == torch.float16
+        return non_finite_cause("precision=fp32" if fp16 else None, getattr(self.sd_pipe, "name_or_path", None))
 
     def sd_image(self, prompt_embeds: torch.Tensor, generator: torch.Generator,
-                 settings: SDSettings) -> tuple[Image.Image, bool]:
+                 settings: SDSettings) -> tuple[Image.Image | None, bool]:
         """``sd_images`` of one (1, 77, C) embedding."""
         images, flags = self.sd_images(prompt_embeds, [generator], settings)
         return images[0], flags[0]
