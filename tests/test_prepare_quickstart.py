@@ -45,3 +45,18 @@ def test_bundled_files_are_in_the_real_formats():
     assert not any(q.endswith("?") for q in visdial["data"]["questions"])
     first = (files / "cc3m" / "train.tsv").read_text(encoding="utf-8").splitlines()[0].split("\t")
     assert len(first) == 2 and first[1].startswith("http://127.0.0.1:") and first[0] != "caption"
+
+
+def test_the_sample_builds_byte_identical_files(tmp_path):
+    # the prepared datasets are keyed by their sources' sha256: two builds must give the same bytes
+    import time
+
+    from gill_eval.sample.make import build_sample
+
+    build_sample(tmp_path / "a", 8000)
+    time.sleep(2.1)  # a zip entry time has a 2 s resolution: a rebuild in another 2 s window must not differ
+    build_sample(tmp_path / "b", 8000)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert any(f.suffix == ".zip" for f in files)
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
