@@ -24,12 +24,12 @@ from gill_eval.bench.results import SCORES_FILE
 from gill_eval.bench.vist import VistStories
 from gill_eval.bench.vist_retrieval import VistRetrieval
 from gill_eval.datasets.vist import DEFAULT_STORE
-from gill_eval.models.base import RETRIEVE, Model
 from gill_eval.models.gill.decision import decision_labels, decision_logits, decision_probabilities
 from gill_eval.models.gill.decision import load_decision_model
 from gill_eval.models.gill.mapper import GILLHeads
 from gill_eval.models.gill.model import GILL
 from gill_eval.store import Manifest, dataset_dir, write_manifest, write_shard
+from test_bench_fid_retrieval import ToyRetriever, _colour_embedding  # query: the last context image's colours
 
 # ----------------------------------------------------------------------------------------- bf16 numerics
 
@@ -154,24 +154,6 @@ def test_retrieval_query_is_fromage_layout(small_gill: GILL) -> None:
 # ------------------------------------------------------------------------ candidates and exclusions
 
 
-def _colour(image: Image.Image) -> np.ndarray:
-    v = np.asarray(image.convert("RGB").resize((4, 4), Image.Resampling.BOX), dtype=np.float32).reshape(-1) - 127.5
-    return v / np.linalg.norm(v)
-
-
-class LastImageRetriever(Model):
-    """Query = the colour layout of the context's last image."""
-
-    name = "last-image-retriever"
-    capabilities = frozenset({RETRIEVE})
-
-    def embed_queries(self, contexts):
-        return np.stack([_colour([x for x in c if isinstance(x, Image.Image)][-1]) for c in contexts])
-
-    def embed_images(self, images):
-        return np.stack([_colour(im) for im in images])
-
-
 def _png(seed: int) -> bytes:
     import io
 
@@ -202,17 +184,17 @@ def test_candidates_exclusions_and_ranks_follow_fromage() -> None:
 
     bench = VistRetrieval()
     assert bench.candidates() == decodes  # the rejected story's photos are candidates too
-    result = bench.run(LastImageRetriever(), None, {"preset": "none"})
+    result = bench.run(ToyRetriever(), None, {"preset": "none"})
     assert result["status"] == "ok" and result["data"]["candidates"] == len(decodes)
 
     # FROMAGe's computation, written from its script: scores, -10000 per context photo, topk.
     data = VistStories()
     pics = data.dataset.images(decodes)
-    emb = np.stack([_colour(pics[p]) for p in decodes])
+    emb = np.stack([_colour_embedding(pics[p]) for p in decodes])
     ranks = pd.read_parquet(f"{result['_dir']}/{SCORES_FILE}").query("metric == 'rank'").set_index("example_id")
     hits = {k: [] for k in (1, 5, 10)}
     for i, photos in enumerate(stories):
-        q = _colour(pics[photos[3]])
+        q = _colour_embedding(pics[photos[3]])
         scores = torch.tensor(emb @ q)
         for prev in photos[:4]:
             scores[decodes.index(prev)] -= 10000

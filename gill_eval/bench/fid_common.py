@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from gill_eval.bench.data import decode_image
 from gill_eval.bench.generation import read_generations
@@ -38,28 +40,59 @@ def _reference_key(bench: Any, weights_sha: str) -> tuple[list[str], fidlib.Refe
     return keys, key, {**key.__dict__, "cache_key": key.digest(), "n": len(keys)}
 
 
+def _cached_features(path: Path, n: int) -> np.ndarray | None:
+    """The cached (n, 2048) features at ``path`` memory-mapped, or None: missing, or broken (a truncated or
+    stale file is derived data, so the caller recomputes and overwrites it)."""
+    if not path.is_file():
+        return None
+    try:
+        cached = np.load(path, mmap_mode="r")
+        if cached.shape == (n, fidlib.FEATURE_DIM):
+            return cached
+        problem = f"shape {cached.shape}, expected {(n, fidlib.FEATURE_DIM)}"
+    except (OSError, ValueError, EOFError) as exc:
+        problem = str(exc)
+    info(f"[yellow]{path}: broken feature cache ({problem}); recomputing it[/]")
+    return None
+
+
+def _write_features(path: Path, n: int, blocks: Iterable[list[Image.Image]], net: Any, device: str, title: str,
+                    on_block: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """Inception features of ``n`` images given in blocks, streamed into an ``.npy`` (atomic) and memory-mapped."""
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, fidlib.FEATURE_DIM))
+        filled = 0
+        with make_progress() as progress:
+            task = progress.add_task(title, total=n)
+            for images in blocks:
+                feats = fidlib.extract_features(net, images, device, CHUNK)
+                out[filled : filled + len(feats)] = feats
+                filled += len(feats)
+                if on_block is not None:
+                    on_block(feats)
+                progress.advance(task, len(feats))
+        out.flush()
+        del out
+    return np.load(path, mmap_mode="r")
+
+
 def _extract_reference(bench: Any, keys: list[str], key: fidlib.ReferenceKey, net: Any,
                        device: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One streaming pass over the reference images: their features (cached ``.npy``, for KID) and their
     statistics (cached ``.npz``, for FID)."""
     running = fidlib.RunningStats()
-    path = fidlib.reference_features_path(key)
-    with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(keys), fidlib.FEATURE_DIM))
-        with make_progress() as progress:
-            task = progress.add_task("FID/KID reference features", total=len(keys))
-            for start in range(0, len(keys), CHUNK):
-                block = keys[start : start + CHUNK]
-                images = bench.dataset.images(block)
-                feats = fidlib.extract_features(net, [images[k] for k in block], device, CHUNK)
-                out[start : start + len(block)] = feats
-                running.update(feats)
-                progress.advance(task, len(block))
-        out.flush()
-        del out
+
+    def blocks() -> Iterator[list[Image.Image]]:
+        for start in range(0, len(keys), CHUNK):
+            block = keys[start : start + CHUNK]
+            images = bench.dataset.images(block)
+            yield [images[k] for k in block]
+
+    features = _write_features(fidlib.reference_features_path(key), len(keys), blocks(), net, device,
+                               "FID/KID reference features", running.update)
     stats = running.statistics()
     fidlib.store_reference(key, stats, running.n)
-    return np.load(path, mmap_mode="r"), stats
+    return features, stats
 
 
 def reference_statistics(bench: Any, net: Any, weights_sha: str, device: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -77,17 +110,8 @@ def reference_features(bench: Any, net: Any, weights_sha: str, device: str) -> n
     """The reference images' Inception features, (N, 2048) float32 memory-mapped from the cache (computed
     on first use, also when only imported statistics are cached)."""
     keys, key, _ = _reference_key(bench, weights_sha)
-    path = fidlib.reference_features_path(key)
-    if path.is_file():
-        try:
-            cached = np.load(path, mmap_mode="r")
-            if cached.shape == (len(keys), fidlib.FEATURE_DIM):
-                return cached
-            problem = f"shape {cached.shape}, expected {(len(keys), fidlib.FEATURE_DIM)}"
-        except (OSError, ValueError, EOFError) as exc:  # a truncated cache: derived, so recomputed
-            problem = str(exc)
-        info(f"[yellow]{path}: broken reference feature cache ({problem}); recomputing it[/]")
-    return _extract_reference(bench, keys, key, net, device)[0]
+    cached = _cached_features(fidlib.reference_features_path(key), len(keys))
+    return cached if cached is not None else _extract_reference(bench, keys, key, net, device)[0]
 
 
 def generated_features(plan: WorkPlan, net: Any, weights_sha: str, device: str) -> tuple[list[dict[str, Any]], np.ndarray]:
@@ -98,33 +122,19 @@ def generated_features(plan: WorkPlan, net: Any, weights_sha: str, device: str) 
     # from the count alone would hand seed 1 the features of seed 0.
     scored = hashlib.sha256(json.dumps([[r["example_id"], r["seed"], r["status"]] for r in rows]).encode()).hexdigest()
     path = plan.out_dir / f"inception-{weights_sha[:12]}-{scored[:16]}.npy"
-    if path.is_file():
-        try:
-            cached = np.load(path, mmap_mode="r")
-            if cached.shape == (n_ok, fidlib.FEATURE_DIM):
-                return rows, cached
-            problem = f"shape {cached.shape}, expected {(n_ok, fidlib.FEATURE_DIM)}"
-        except (OSError, ValueError, EOFError) as exc:  # a truncated cache: derived, so recomputed
-            problem = str(exc)
-        info(f"[yellow]{path}: broken feature cache ({problem}); recomputing it[/]")
-    with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_ok, fidlib.FEATURE_DIM))
-        filled = 0
-        batch: list[Any] = []
-        with make_progress() as progress:
-            task = progress.add_task("FID generated features", total=n_ok)
-            for row in read_generations(plan, columns=["example_id", "status", "image"]):
-                if row["status"] != "success":
-                    continue
+    cached = _cached_features(path, n_ok)
+    if cached is not None:
+        return rows, cached
+
+    def blocks() -> Iterator[list[Image.Image]]:
+        batch: list[Image.Image] = []
+        for row in read_generations(plan, columns=["example_id", "status", "image"]):
+            if row["status"] == "success":
                 batch.append(decode_image(row["image"], f"{plan.out_dir} {row['example_id']}"))
-                if len(batch) == CHUNK:
-                    out[filled : filled + CHUNK] = fidlib.extract_features(net, batch, device, CHUNK)
-                    filled += CHUNK
-                    progress.advance(task, CHUNK)
-                    batch = []
-            if batch:
-                out[filled : filled + len(batch)] = fidlib.extract_features(net, batch, device, CHUNK)
-                progress.advance(task, len(batch))
-        out.flush()
-        del out
-    return rows, np.load(path, mmap_mode="r")
+            if len(batch) == CHUNK:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    return rows, _write_features(path, n_ok, blocks(), net, device, "FID generated features")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +25,7 @@ from gill_eval.models.weights import fingerprint, load_open_clip
 
 #: Why an image could not be decoded: corrupt or truncated data, unknown format, decompression bomb.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+V = TypeVar("V")
 
 
 def split_transform(preprocess: T.Compose) -> tuple[T.Compose, tuple[float, ...], tuple[float, ...]]:
@@ -44,6 +46,23 @@ def decode_error(status: str | None, data: bytes | None) -> str | None:
     return None
 
 
+def decode_rows(table: pa.Table, convert: Callable[[Image.Image], V]) -> tuple[list[str | None], list[V]]:
+    """Each row's error (None when usable) and ``convert`` of every image that decodes, in row order."""
+    errors: list[str | None] = []
+    values: list[V] = []
+    for status, data in zip(table.column("status").to_pylist(), table.column("image").to_pylist()):
+        error = decode_error(status, data)
+        if error is None:
+            try:
+                with Image.open(io.BytesIO(data)) as img:
+                    img.load()
+                    values.append(convert(img))
+            except _DECODE_ERRORS as exc:
+                error = f"cannot decode image: {type(exc).__name__}: {exc}"
+        errors.append(error)
+    return errors, values
+
+
 class ImagePreparer:
     """Runs in the DataLoader workers: decode, resize and crop each image into uint8 HWC pixels."""
 
@@ -51,18 +70,7 @@ class ImagePreparer:
         self.pil_transform = pil_transform
 
     def __call__(self, table: pa.Table) -> tuple[list[str | None], torch.Tensor | None]:
-        errors: list[str | None] = []
-        pixels: list[np.ndarray] = []
-        for status, data in zip(table.column("status").to_pylist(), table.column("image").to_pylist()):
-            error = decode_error(status, data)
-            if error is None:
-                try:
-                    with Image.open(io.BytesIO(data)) as img:
-                        img.load()
-                        pixels.append(np.asarray(self.pil_transform(img).convert("RGB"), dtype=np.uint8))
-                except _DECODE_ERRORS as exc:
-                    error = f"cannot decode image: {type(exc).__name__}: {exc}"
-            errors.append(error)
+        errors, pixels = decode_rows(table, lambda img: np.asarray(self.pil_transform(img).convert("RGB"), dtype=np.uint8))
         return errors, torch.from_numpy(np.stack(pixels)) if pixels else None
 
 

@@ -11,14 +11,12 @@ read back from the prepared dataset.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pyarrow as pa
 import torch
-from PIL import Image
 
-from gill_eval.features.clip_image import _DECODE_ERRORS, ClipImageStage, decode_error
+from gill_eval.features.clip_image import ClipImageStage, decode_rows
 from gill_eval.features.runner import FeatureStage
 
 
@@ -29,17 +27,7 @@ class GillPixels:
         self.processor = processor
 
     def __call__(self, table: pa.Table) -> tuple[list[str | None], torch.Tensor | None]:
-        errors: list[str | None] = []
-        images: list[Image.Image] = []
-        for status, data in zip(table.column("status").to_pylist(), table.column("image").to_pylist()):
-            error = decode_error(status, data)
-            if error is None:
-                try:
-                    with Image.open(io.BytesIO(data)) as img:
-                        images.append(img.convert("RGB"))
-                except _DECODE_ERRORS as exc:
-                    error = f"cannot decode image: {type(exc).__name__}: {exc}"
-            errors.append(error)
+        errors, images = decode_rows(table, lambda img: img.convert("RGB"))
         if not images:
             return errors, None
         return errors, self.processor(images=images, return_tensors="pt").pixel_values

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gill_eval.metrics.clip_similarity import PRECISIONS, ClipImageEmbedder, cosine_rows
+from gill_eval.metrics.clip_similarity import PRECISIONS, ClipImageEmbedder, cosine_rows, embed_in_chunks
 
 SCALE = 100.0
 
@@ -34,17 +34,10 @@ class ClipTextEmbedder:
         self.precision = precision
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(N, D) unit vectors, computed in fixed chunks of ``batch_size`` in the order given."""
-        chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            ids = self.tokenizer(list(texts[start : start + self.batch_size])).to(self.device)
-            with torch.autocast(device_type=torch.device(self.device).type, dtype=PRECISIONS[self.precision],
-                                enabled=self.precision != "fp32"):
-                feats = self.model.encode_text(ids)
-            chunks.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
-        return np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros((0, 0), np.float32)
+        return embed_in_chunks(texts, self.batch_size, self.device, self.precision,
+                               lambda chunk: self.model.encode_text(self.tokenizer(list(chunk)).to(self.device)))
 
 
 def clip_score(images: ClipImageEmbedder, texts: ClipTextEmbedder, generated: Sequence[Image.Image],

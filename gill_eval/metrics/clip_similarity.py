@@ -11,12 +11,14 @@ on how the caller grouped the images into calls.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+T = TypeVar("T")
 
 
 class ClipImageEmbedder:
@@ -38,26 +40,29 @@ class ClipImageEmbedder:
         self.precision = precision
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """L2-normalised float32 embeddings, shape (N, D)."""
-        chunks = []
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images[start : start + self.batch_size]])
-            batch = batch.to(self.device)
-            # Autocast (not half weights) keeps the fp32 model usable for both precisions; the cosine
-            # is normalised in fp32 either way (docs/protocols.md: >= 0.9999 agreement on random weights).
-            with torch.autocast(
-                device_type=torch.device(self.device).type,
-                dtype=PRECISIONS[self.precision],
-                enabled=self.precision != "fp32",
-            ):
-                feats = self.model.encode_image(batch)
-            feats = feats.float()
-            chunks.append(torch.nn.functional.normalize(feats, dim=-1).cpu().numpy())
-        if not chunks:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.concatenate(chunks).astype(np.float32, copy=False)
+        return embed_in_chunks(images, self.batch_size, self.device, self.precision,
+                               lambda chunk: self.model.encode_image(torch.stack([self.preprocess(im.convert("RGB"))
+                                                                                  for im in chunk]).to(self.device)))
+
+
+@torch.no_grad()
+def embed_in_chunks(items: Sequence[T], batch_size: int, device: str, precision: str,
+                    encode: Callable[[Sequence[T]], torch.Tensor]) -> np.ndarray:
+    """``encode`` over fixed chunks of ``batch_size`` in the order given, L2-normalised in fp32: (N, D) float32.
+
+    Autocast (not half weights) keeps the fp32 model usable for every precision; the vectors are normalised
+    in fp32 either way (docs/protocols.md: >= 0.9999 agreement on random weights)."""
+    chunks = []
+    for start in range(0, len(items), batch_size):
+        with torch.autocast(device_type=torch.device(device).type, dtype=PRECISIONS[precision],
+                            enabled=precision != "fp32"):
+            feats = encode(items[start : start + batch_size])
+        chunks.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def official_clip_preprocess(model: torch.nn.Module) -> Callable[[Image.Image], torch.Tensor]:
