@@ -128,31 +128,33 @@ def _global(
 
 
 def _mount() -> None:
+    from gill_eval.annotate.cli import app as annotate_app
     from gill_eval.bench.cli import app as bench_app
     from gill_eval.datasets.catalog import app as datasets_app
     from gill_eval.datasets.cli import app as prepare_app
-    from gill_eval.datasets.cli import export_app
     from gill_eval.decision.cli import app as decision_app
+    from gill_eval.doctor import doctor
+    from gill_eval.exports.cli import app as export_app
     from gill_eval.features.cli import app as features_app
     from gill_eval.models.cli import app as models_app
     from gill_eval.models.generate import GenerateCommand, generate
     from gill_eval.pipeline import run_pipeline
     from gill_eval.quickstart import quickstart
     from gill_eval.report.cli import report
-    from gill_eval.report.export_images import export_images_command
 
     app.add_typer(prepare_app, name="prepare")
     app.add_typer(datasets_app, name="datasets")
     app.add_typer(features_app, name="features")
     app.add_typer(decision_app, name="decision")
+    app.add_typer(annotate_app, name="annotate")
     app.add_typer(bench_app, name="bench")
     app.command("report")(report)
     app.add_typer(models_app, name="models")
     app.command("generate", cls=GenerateCommand)(generate)
-    export_app.command("images")(export_images_command)
     app.add_typer(export_app, name="export")
     app.command("run")(run_pipeline)
     app.command("quickstart")(quickstart)
+    app.command("doctor")(doctor)
 
 
 _mount()

@@ -1,8 +1,9 @@
 """`gill-eval run pipelines/FILE.toml`: a declared matrix of models x benchmarks x contexts x seeds -> report.
 
-A pipeline file makes a paper table reproducible as one command. Every key is checked: a typo is an error
-naming the file and key, never ignored. Generation is resumable, so rerunning a pipeline after an
-interruption only does what is missing, and the report is rendered from exactly the results of this run.
+A pipeline file makes a paper table reproducible as one command. Every key is checked against
+``schema.PIPELINE`` (gill_eval/schema.py): a typo or a wrong type is an error naming the file, table and key,
+never ignored. Generation is resumable, so rerunning a pipeline after an interruption only does what is
+missing, and the report is rendered from exactly the results of this run.
 
 Format::
 
@@ -39,11 +40,7 @@ import typer
 
 from gill_eval.console import emit_json, info
 from gill_eval.errors import ConfigError, InputError
-
-_PIPELINE_KEYS = {"title", "report", "baseline", "seeds", "scorers", "device", "batch_size", "reference", "preamble",
-                  "html"}
-_MODEL_KEYS = {"name", "options"}
-_RUN_KEYS = {"benchmark", "models", "contexts", "num", "limit"}
+from gill_eval.schema import PIPELINE, validate
 
 
 @dataclass
@@ -58,7 +55,6 @@ class Pipeline:
     scorers: str = "real"
     device: str = "auto"
     batch_size: int = 8
-    reference: str = "gill"
     preamble: list[str] = field(default_factory=list)
     html: Path | None = None  # the gallery's folder (default: beside the report, see gallery_dir)
 
@@ -67,69 +63,30 @@ class Pipeline:
         return self.html if self.html is not None else self.report.with_name(f"{self.report.stem}-gallery")
 
 
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "title": str, "report": str, "html": str, "baseline": str, "seeds": (str, int), "scorers": str, "device": str,
-    "batch_size": int, "reference": str, "preamble": list,  # [pipeline]
-    "name": str, "options": dict,  # [models.X]
-    "benchmark": str, "models": list, "contexts": list, "num": int, "limit": int,  # [[run]]
-}
-
-
-def _check_types(where: str, table: dict[str, Any]) -> None:
-    """Each present key has its type (a string where a list is due is refused: it would read as letters)."""
-    for key, value in table.items():
-        kind = _TYPES.get(key)
-        if kind is None:
-            continue
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            hint = f" (write {key} = [{value!r}])".replace("'", '"') if kind is list and isinstance(value, str) else ""
-            raise ConfigError(f"{where}: key {key!r} should be {names}, got {type(value).__name__} {value!r}{hint}")
-        if kind is list and not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: key {key!r} should be a list of strings, got {value!r}")
-        if key in ("batch_size", "num") and value < 1:
-            raise ConfigError(f"{where}: key {key!r} must be at least 1, got {value}")
-
-
-def _check_keys(where: str, table: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
-
-
 def load_pipeline(path: Path) -> Pipeline:
     """Parse and validate a pipeline file."""
     from gill_eval.bench.contexts import parse_seeds
     from gill_eval.bench.registry import benchmark_names
 
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        doc = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such pipeline file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: a folder, not a pipeline file") from None
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not UTF-8 text (byte {exc.start}); save the pipeline as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: invalid TOML ({exc})") from None
-    _check_keys(str(path), doc, {"pipeline", "models", "run"})
-    head = doc.get("pipeline", {})
-    _check_keys(f"{path} [pipeline]", head, _PIPELINE_KEYS)
-    _check_types(f"{path} [pipeline]", head)
-    if "report" not in head:
-        raise ConfigError(f"{path} [pipeline]: missing key 'report'")
-    models = doc.get("models", {})
-    for label, spec in models.items():
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{path}: models.{label} should be a table ([models.{label}] with name = ...), got {spec!r}")
-        _check_keys(f"{path} [models.{label}]", spec, _MODEL_KEYS)
-        _check_types(f"{path} [models.{label}]", spec)
-        if "name" not in spec:
-            raise ConfigError(f"{path} [models.{label}]: missing key 'name'")
-    runs = doc.get("run", [])
+    except ValueError as exc:  # an integer of over 4300 digits
+        raise InputError(f"{path}: invalid TOML ({str(exc).split(':')[0]})") from None
+    validate(PIPELINE, doc, path)  # every key and type (gill_eval/schema.py); what follows checks names
+    head, models, runs = doc["pipeline"], doc.get("models", {}), doc.get("run", [])
     if not runs:
         raise ConfigError(f"{path}: no [[run]] entries")
-    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-        raise ConfigError(f"{path}: run should be an array of tables ([[run]] sections), got {runs!r}")
     for i, run in enumerate(runs):
-        _check_keys(f"{path} [[run]] #{i + 1}", run, _RUN_KEYS)
-        _check_types(f"{path} [[run]] #{i + 1}", run)
         known = benchmark_names()
         if run.get("benchmark") not in known:
             raise ConfigError(f"{path} [[run]] #{i + 1}: benchmark {run.get('benchmark')!r}; expected one of {', '.join(known)}")
@@ -141,7 +98,7 @@ def load_pipeline(path: Path) -> Pipeline:
         raise ConfigError(f"{path} [pipeline]: baseline {baseline!r} is not declared under [models]")
     return Pipeline(path, head.get("title", path.stem), Path(head["report"]), parse_seeds(str(head.get("seeds", "0"))),
                     models, runs, baseline, head.get("scorers", "real"), head.get("device", "auto"),
-                    int(head.get("batch_size", 8)), head.get("reference", "gill"),
+                    int(head.get("batch_size", 8)),
                     list(head.get("preamble", [])), Path(head["html"]) if "html" in head else None)
 
 
@@ -161,7 +118,7 @@ def execute(pipeline: Pipeline, shard: str | None = None) -> tuple[list[dict[str
             info(f"pipeline {pipeline.path.name}: {run['benchmark']} x {label}")
             results += api.run(run["benchmark"], model["name"], {k: v for k, v in model.get("options", {}).items()},
                                run.get("contexts"), pipeline.seeds, shard=spec, batch_size=pipeline.batch_size,
-                               scorer=scorer, reference=pipeline.reference, label=label, num=run.get("num"),
+                               scorer=scorer, label=label, num=run.get("num"),
                                limit=run.get("limit"))
     done = [r for r in results if r is not None]
     if len(done) < len(results):

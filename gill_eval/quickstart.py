@@ -3,9 +3,10 @@
 The sample (``gill_eval.sample``) is served by a loopback HTTP server started here (127.0.0.1, a free
 port), so CC3M and VIST go through the same img2dataset download path as the real datasets, including a
 few dead links that show up in the coverage. Everything is written under ``<data root>/quickstart/``,
-which is cleared first (the sample's URLs name this run's port, and a prepared folder refuses inputs
-that changed). The run is a list of steps, one function each: prepare each dataset, features and
-decision with tiny models, then the pipeline ``gill_eval/quickstart.toml`` (bench and report).
+which is cleared first. The sample's image URLs name a fixed host that the server answers for as the
+downloads' HTTP proxy, so the prepared data and its hashes are the same whatever port the server got.
+The run is a list of steps, one function each: prepare each dataset, features and decision with tiny
+models, then the pipeline ``gill_eval/quickstart.toml`` (bench and report).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import dataclasses
 import functools
 import http.server
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,15 +28,21 @@ import typer
 from gill_eval.console import emit_json, info
 from gill_eval.datasets.download import DownloadOptions
 from gill_eval.pipeline import Pipeline, execute, load_pipeline
-from gill_eval.sample.make import Sample, build_sample
-from gill_eval.store import data_root
+from gill_eval.sample.make import SAMPLE_ORIGIN, Sample, build_sample
+from gill_eval.store import data_root, remove_in_root
 from gill_eval.store.root import set_data_root
 
 PIPELINE_FILE = "quickstart.toml"  # package data: the quickstart matrix
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves the sample folder without a log line per request."""
+    """Serves the sample folder without a log line per request, also as the HTTP proxy of ``SAMPLE_ORIGIN``
+    (a proxied request names the whole URL: ``GET http://gill-eval-sample.invalid/cc3m/000.jpg``)."""
+
+    def translate_path(self, path: str) -> str:
+        if path.startswith(SAMPLE_ORIGIN + "/"):
+            path = path[len(SAMPLE_ORIGIN):]
+        return super().translate_path(path)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         return
@@ -55,6 +61,23 @@ def serve_folder(folder: Path) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def _sample_proxy(port: int) -> Iterator[None]:
+    """Send plain-HTTP downloads (img2dataset's children inherit the environment) through the sample server,
+    which answers for ``SAMPLE_ORIGIN``: the sample's URLs then hold no port, so the prepared files and their
+    hashes do not change from run to run. The previous values are restored afterwards."""
+    saved = {var: os.environ.get(var) for var in ("http_proxy", "HTTP_PROXY")}
+    os.environ.update(dict.fromkeys(saved, f"http://127.0.0.1:{port}"))
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 def _bypass_proxy_for_loopback() -> None:
@@ -103,6 +126,19 @@ def step_prepare_coco(ctx: Context) -> dict[str, Any]:
     from gill_eval.datasets.coco import prepare_coco
 
     return prepare_coco(str(ctx.sample.coco_captions), str(ctx.sample.coco_images), num_captions=10, seed=0)
+
+
+def step_prepare_coco2017(ctx: Context) -> dict[str, Any]:
+    from gill_eval.datasets.coco2017 import prepare_coco2017
+
+    return prepare_coco2017(str(ctx.sample.coco2017_captions), str(ctx.sample.coco2017_images))
+
+
+def step_prepare_vqav2(ctx: Context) -> dict[str, Any]:
+    from gill_eval.datasets.vqav2 import prepare_vqav2
+
+    return prepare_vqav2(str(ctx.sample.vqav2_questions), str(ctx.sample.vqav2_annotations),
+                         str(ctx.sample.vqav2_train_annotations))
 
 
 def step_prepare_partiprompts(ctx: Context) -> dict[str, Any]:
@@ -178,6 +214,32 @@ def run_decision_quickstart(
     }
 
 
+def run_annotate_quickstart(work_dir: str | Path, decision_features: str | Path, index: str = "cc3m-train",
+                            prompts: int = 24) -> dict[str, Any]:
+    """The human-study kit (docs/annotation.md) on the first ``prompts`` PartiPrompts prompts: build it (tiny SD,
+    tiny CLIP retrieval from ``index``), five simulated annotators cast the published votes, collect, and train
+    the decision classifier on the collected labels. Images and classifier are meaningless; the files are real."""
+    from gill_eval.annotate.collect import collect
+    from gill_eval.annotate.items import Kit
+    from gill_eval.annotate.simulate import simulate_page_exports
+    from gill_eval.annotate.tasks import build, bundled_partiprompts
+    from gill_eval.decision.steps import run_train
+    from gill_eval.models.registry import load_model
+
+    work = Path(work_dir)
+    kit = work / "kit"
+    built = build("partiprompts", load_model("tiny-sd", {"steps": 2, "device": "cpu"}),
+                  load_model("tiny-clip-retrieval", {"device": "cpu"}), index, kit, gold=2, limit=prompts)
+    exports = simulate_page_exports(Kit.read(kit), bundled_partiprompts().parent, work / "votes")
+    labels = work / "annotations" / "quickstart"
+    collected = collect(exports, kit, labels)
+    model, trained = run_train(Path(decision_features), out=work / "classifier.pth.tar", labels=labels)
+    return {"kit": str(kit), "page": built["page"], "items": built["items"], "labels": str(labels),
+            "votes": collected["votes"], "label_counts": collected["labels"],
+            "fleiss_kappa": collected["fleiss_kappa"]["relevance"], "model": str(model),
+            "train_rows": trained["train_rows"], "val_f1_at_half": trained["val_f1_at_half"]}
+
+
 def quickstart_pipeline(report: Path) -> Pipeline:
     """The quickstart matrix, ``gill_eval/quickstart.toml`` (package data, its only description), writing
     its report to ``report``: tiny SD / GLIDE / GILL / CLIP retrieval on every benchmark, tiny scorers."""
@@ -186,12 +248,13 @@ def quickstart_pipeline(report: Path) -> Pipeline:
 
 
 def without_missing_packages(pipeline: Pipeline) -> tuple[Pipeline, list[str]]:
-    """The pipeline less the models whose optional package is not installed (``tiny-glide`` needs
-    glide-text2im, which no registry serves), with a preamble line per model saying how to install it."""
-    from gill_eval.models.registry import model_class
+    """The pipeline less the models whose optional package is not installed (``tiny-glide`` needs the
+    ``glide`` extra's ``regex``), with a preamble line per model saying how to install it."""
+    from gill_eval.models.registry import model_class, model_names
 
+    registered = set(model_names())  # the others are benchmark baselines (clip-nn, vqa-prior): no package
     missing = {label: model_class(spec["name"]) for label, spec in pipeline.models.items()
-               if model_class(spec["name"]).missing_requirements()}
+               if spec["name"] in registered and model_class(spec["name"]).missing_requirements()}
     if not missing:
         return pipeline, []
     notes = [f"_{label} left out: it needs {', '.join(cls.missing_requirements())} ({cls.install_hint})._"
@@ -228,6 +291,10 @@ def step_decision(ctx: Context) -> dict[str, Any]:
     return run_decision_quickstart(ctx.work_dir / "decision")
 
 
+def step_annotate(ctx: Context) -> dict[str, Any]:
+    return run_annotate_quickstart(ctx.work_dir / "annotate", ctx.results["decision"]["features"])
+
+
 def step_bench(ctx: Context) -> dict[str, Any]:
     return run_bench_quickstart(ctx.work_dir / "reports")
 
@@ -239,9 +306,12 @@ STEPS: list[Step] = [
     ("prepare vist", step_prepare_vist),
     ("prepare visdial", step_prepare_visdial),
     ("prepare coco", step_prepare_coco),
+    ("prepare coco 2017", step_prepare_coco2017),
+    ("prepare vqav2", step_prepare_vqav2),
     ("prepare partiprompts", step_prepare_partiprompts),
     ("features", step_features),
     ("decision", step_decision),
+    ("annotate", step_annotate),
     ("bench + report", step_bench),
 ]
 
@@ -249,13 +319,13 @@ STEPS: list[Step] = [
 def run_quickstart(root: Path, steps: list[Step] | None = None) -> dict[str, Any]:
     """Build and serve the sample, run ``steps`` in order with ``root`` as data root; return their results."""
     if root.exists():
-        shutil.rmtree(root)
+        remove_in_root(root)  # only a folder inside the current data root (docs/reliability.md)
     set_data_root(root)
     _bypass_proxy_for_loopback()
     sample_dir = root / "sample"
     (sample_dir / "served").mkdir(parents=True)
-    with serve_folder(sample_dir / "served") as port:
-        ctx = Context(sample=build_sample(sample_dir, port), work_dir=root, base_url=f"http://127.0.0.1:{port}/")
+    with serve_folder(sample_dir / "served") as port, _sample_proxy(port):
+        ctx = Context(sample=build_sample(sample_dir), work_dir=root, base_url=f"http://127.0.0.1:{port}/")
         info(f"quickstart: sample served at http://127.0.0.1:{port}/, data in {root}")
         for name, step in steps if steps is not None else STEPS:
             info(f"[bold]quickstart: {name}[/bold]")
@@ -301,6 +371,9 @@ def quickstart(
             elif name == "decision":
                 typer.echo(f"  {name}: Table 6 report {summary['report']} (baselines from the real annotations; "
                            "classifier rows from a tiny random text tower)")
+            elif name == "annotate":
+                typer.echo(f"  {name}: {summary['items']} items, page {summary['page']}; simulated votes -> "
+                           f"{summary['labels']} {summary['label_counts']}; classifier trained on them")
             elif name == "bench + report":
                 typer.echo(f"  {name}: {summary['results']} results, report {summary['report']}, "
                            f"gallery {summary['gallery']} (open it in a browser)")

@@ -89,15 +89,3 @@ def test_visdial_text_and_option_parsing():
     assert parse_rounds("10,1,5") == [1, 5, 10] and parse_seeds("0-2,7") == [0, 1, 2, 7]
     with pytest.raises(ConfigError):
         parse_rounds("0,11")
-
-
-def test_gill_reference_protocol_resizes_vist_only():
-    """GILL scored VIST against 224x224 copies, VisDial against the original JPEGs (gill-model.md §5)."""
-    from PIL import Image
-
-    from gill_eval.bench.runner import _prepare_reference
-
-    image = Image.new("RGB", (640, 480), (10, 20, 30))
-    assert _prepare_reference(image, "gill", "vist").size == (224, 224)
-    assert _prepare_reference(image, "gill", "visdial").size == (640, 480)
-    assert _prepare_reference(image, "original", "vist").size == (640, 480)

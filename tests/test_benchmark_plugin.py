@@ -44,7 +44,8 @@ def test_plugin_benchmark_is_listed_runs_and_is_reported(tmp_path: Path) -> None
     listed = _run(["bench", "list", "--json"], plugin, tmp_path)
     assert listed.returncode == 0, listed.stderr
     rows = {row["benchmark"]: row for row in json.loads(listed.stdout)}
-    assert list(rows) == ["vist", "visdial", "vist-retrieval", "cc3m-fid", "coco-fid", "demo-captions"]
+    assert list(rows) == ["vist", "visdial", "vist-retrieval", "cc3m-fid", "coco-fid", "coco-caption", "vqav2",
+                          "demo-captions"]
     assert rows["demo-captions"]["contexts"] == ["caption"] and rows["demo-captions"]["protocol_version"] == 3
 
     build_fixture_data()  # the COCO fixture: captions 900..903 of photos 0..3, all five photos stored

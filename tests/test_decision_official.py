@@ -103,13 +103,15 @@ def _notebook_training(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndar
             if i % 100 == 0 or i == steps - 1:
                 clf.eval()
                 best, worst = 0.0, 1.0
-                for thresh in np.linspace(0, 1, num=50):
+                for thresh in np.linspace(0, 1, num=50):  # the grid the notebook names in a comment
                     with torch.no_grad():
                         preds = _notebook_predictions(clf(test_data), float(thresh))
                     f = _macro_f1_first_principles(yv, preds)
                     best, worst = max(best, f), min(worst, f)
+                with torch.no_grad():  # the notebook's own loop: `for thresh in [0.5]`
+                    at_half = _macro_f1_first_principles(yv, _notebook_predictions(clf(test_data), 0.5))
                 clf.train()
-                rows.append((i, best, worst))
+                rows.append((i, best, worst, at_half))
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -127,10 +129,11 @@ def test_training_equals_the_notebook_cell() -> None:
     assert np.array_equal(model.bias.astype(np.float32), bias)
     got = [(c["step"], c["max"], c["min"]) for c in model.meta["checkpoints"]]
     assert [r[0] for r in got] == [0, 100, 200, 249] == [r[0] for r in rows]
-    assert np.allclose([r[1:] for r in got], [r[1:] for r in rows], atol=1e-12)
-    best = max(rows, key=lambda r: r[1])
+    assert np.allclose([r[1:] for r in got], [r[1:3] for r in rows], atol=1e-12)
+    assert np.allclose([c["at_half"] for c in model.meta["checkpoints"]], [r[3] for r in rows], atol=1e-12)
+    best = max(rows, key=lambda r: r[3])  # the notebook's "Best F1": the best checkpoint at t = 0.5
     assert model.meta["best_checkpoint"]["step"] == best[0]
-    assert model.meta["best_checkpoint"]["f1"] == pytest.approx(best[1])
+    assert model.meta["best_checkpoint"]["f1"] == pytest.approx(best[3])
     assert model.meta["seed"] == 1337 and model.meta["weight_decay"] == 0.0
 
 

@@ -23,7 +23,7 @@ def test_blocks_are_found() -> None:
 
 
 def test_python_api_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sample = build_sample(tmp_path / "sample", port=1)  # the COCO files are local (no server needed)
+    sample = build_sample(tmp_path / "sample")  # the COCO files are local (no server needed)
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(sample.coco_captions, work / "captions_val2014.json")

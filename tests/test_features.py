@@ -18,9 +18,9 @@ from PIL import Image
 
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.features.clip_image import ClipImageStage
-from gill_eval.features.export import write_clip_embs
+from gill_eval.exports.clip_embs import write_clip_embs
 from gill_eval.quickstart import run_features_quickstart
-from gill_eval.features.reader import iter_clip_features, iter_sd_text
+from gill_eval.store.features import iter_clip_features, iter_sd_text
 from gill_eval.features.runner import feature_dir, run_stage
 from gill_eval.features.sd_text import SdTextStage
 from gill_eval.models.tiny import tiny_clip_dir, tiny_sd_dir

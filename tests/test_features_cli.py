@@ -16,7 +16,7 @@ import pyarrow as pa
 from PIL import Image
 
 from gill_eval.features.clip_image import ClipImageStage
-from gill_eval.features.reader import iter_clip_features
+from gill_eval.store.features import iter_clip_features
 from gill_eval.features.runner import feature_dir, run_stage
 from gill_eval.models.tiny import tiny_clip_dir
 from gill_eval.store import Manifest, dataset_dir, write_manifest, write_shard

@@ -388,3 +388,40 @@ def test_report_cli_writes_the_gallery_and_links_it(site: Site, tmp_path: Path) 
     assert (tmp_path / "site" / "index.html").is_file()
     links = re.findall(r"\]\(([^)]+\.html)\)", out.read_text())
     assert "../site/vist-1c.html" in links and all((out.parent / link).is_file() for link in links)
+
+
+def test_export_hf_and_webdataset_of_generated_images_read_back(site: Site, tmp_path: Path) -> None:
+    """`export hf` / `export webdataset` of the generated images, read by `datasets` and `webdataset`."""
+    import datasets
+    import webdataset as wds
+    from typer.testing import CliRunner
+
+    from gill_eval.cli import app
+
+    stored: dict[str, dict] = {}  # "vist/<context>/<label>/seed<S>/<example>" -> generation row
+    for r in site.results:
+        if r["benchmark"] == "vist":
+            for shard in Path(r["generation"]["dir"]).glob("*.parquet"):
+                for row in pq.read_table(shard).to_pylist():
+                    if row["seed"] in r["seeds"]:
+                        stored[f"vist/{r['context']}/{r['model']['label']}/seed{row['seed']}/{row['example_id']}"] = row
+    results = str(site.data / "results")
+    run = CliRunner().invoke(app, ["export", "hf", str(tmp_path / "hf"), "--results", results, "--benchmark", "vist"])
+    assert run.exit_code == 0, run.output
+    split = datasets.load_dataset("parquet", data_dir=str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"))["test"]
+    raw = split.cast_column("image", datasets.Image(decode=False))
+    assert sorted(raw["id"]) == sorted(stored) and len(stored) == 2 * 2 * 2 * 6  # models x contexts x seeds x stories
+    for row in raw:
+        want = stored[row["id"]]
+        assert row["status"] == want["status"] and row["seed"] == want["seed"]
+        assert (row["image"] or {}).get("bytes") == (want["image"] if want["status"] == "success" else None)
+    run = CliRunner().invoke(app, ["export", "webdataset", str(tmp_path / "wds"), "--results", results,
+                                   "--benchmark", "vist", "--json"])
+    assert run.exit_code == 0, run.output
+    samples = list(wds.WebDataset(sorted(str(p) for p in (tmp_path / "wds").glob("*.tar")), shardshuffle=False))
+    ok = {k: v for k, v in stored.items() if v["status"] == "success"}
+    assert json.loads(run.stdout)["samples"] == len(samples) == len(ok)
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        path = f"vist/{meta['context']}/{meta['model']}/seed{meta['seed']}/{meta['example_id']}"
+        assert sample["png"] == ok[path]["image"] and sample["__key__"] == path.replace(".", "_")

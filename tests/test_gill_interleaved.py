@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from gill_eval.bench.data import PreparedDataset
 from gill_eval.cli import app
-from gill_eval.features.reader import iter_clip_features
+from gill_eval.store.features import iter_clip_features
 from gill_eval.features.runner import feature_dir
 from gill_eval.models.gill.interleaved import InterleavedSettings, truncate_caption
 from gill_eval.models.gill.model import DecodeSettings

@@ -5,6 +5,9 @@ count (an import inside a function that climbs back up a layer is still a cycle,
 imports under ``if TYPE_CHECKING:`` do not (they never run). ``from a.b import c`` is an edge to ``a.b.c``
 when that is a module, else to ``a.b``; a module's own parent packages are not edges (every import runs
 them, and they import their submodules only lazily).
+
+Between top-level packages the rule is stricter than "no cycle": each package sits on a floor declared in
+docs/architecture.md ("Package floors") and imports only packages on lower floors.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gill_eval"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 
 def module_name(path: Path) -> str:
@@ -119,3 +123,56 @@ def test_cli_modules_follow_one_naming_rule() -> None:
     """A package's command group is its ``cli.py``; a single top-level command lives in its concept's module
     (``pipeline.py``, ``quickstart.py``, ``models/generate.py``): no ``*_cli.py`` (docs/architecture.md)."""
     assert sorted(p.name for p in PACKAGE.rglob("*_cli.py")) == []
+
+
+def declared_floors(text: str) -> list[list[str]]:
+    """The ``floors: a, b < c < ...`` line of docs/architecture.md, bottom floor first."""
+    lines = [line for line in text.splitlines() if line.startswith("floors: ")]
+    assert len(lines) == 1, "docs/architecture.md must hold exactly one `floors: ...` line"
+    return [[name.strip() for name in floor.split(",")] for floor in lines[0].removeprefix("floors: ").split("<")]
+
+
+def top_level(module: str) -> str:
+    """``gill_eval.bench.api`` -> ``bench``; ``gill_eval`` (the package itself) -> ``gill_eval``."""
+    return module.split(".")[1] if "." in module else module
+
+
+def floor_violations(graph: dict[str, set[str]], floors: list[list[str]]) -> list[str]:
+    """Every import from a module to one in a package on the same or a higher floor, or in no floor."""
+    floor_of = {name: i for i, floor in enumerate(floors) for name in floor}
+    found = []
+    for module, imports in sorted(graph.items()):
+        mine = top_level(module)
+        for target in sorted(imports):
+            theirs = top_level(target)
+            if mine == theirs:
+                continue
+            if mine not in floor_of or theirs not in floor_of:
+                missing = mine if mine not in floor_of else theirs
+                found.append(f"{missing}: on no floor; add it to the `floors:` line of docs/architecture.md")
+            elif floor_of[theirs] >= floor_of[mine]:
+                found.append(f"{module} imports {target}: {theirs} is not below {mine}")
+    return sorted(set(found))
+
+
+def test_floor_checker_on_a_known_graph() -> None:
+    floors = declared_floors("intro\nfloors: gill_eval, errors < store < models, metrics < bench\n")
+    assert floors == [["gill_eval", "errors"], ["store"], ["models", "metrics"], ["bench"]]
+    graph = {"gill_eval.bench.api": {"gill_eval.store.root", "gill_eval.errors", "gill_eval.bench.data"},
+             "gill_eval.models.gill.index": {"gill_eval.bench.data", "gill_eval.metrics.fid", "gill_eval"},
+             "gill_eval.store.root": {"gill_eval.store.atomic"}, "gill_eval.extra.x": {"gill_eval.errors"}}
+    assert floor_violations(graph, floors) == [
+        "extra: on no floor; add it to the `floors:` line of docs/architecture.md",
+        "gill_eval.models.gill.index imports gill_eval.bench.data: bench is not below models",
+        "gill_eval.models.gill.index imports gill_eval.metrics.fid: metrics is not below models"]
+
+
+def test_packages_import_only_lower_floors() -> None:
+    """datasets never reaches features, models never reaches features or bench, exports sit above what they
+    export: every top-level package and module is on a declared floor and imports only lower ones."""
+    graph = import_graph()
+    floors = declared_floors(ARCHITECTURE.read_text(encoding="utf-8"))
+    declared = [name for floor in floors for name in floor]
+    assert len(declared) == len(set(declared)), "a package on two floors"
+    assert floor_violations(graph, floors) == []
+    assert set(declared) - {top_level(m) for m in graph} == set(), "floors name packages that do not exist"

@@ -204,16 +204,15 @@ def test_vist_stores_the_official_224_png_pixels(prepared):
 
 def test_vist_references_are_the_official_pixels(prepared):
     from gill_eval.bench.data import PreparedDataset
-    from gill_eval.bench.runner import _prepare_reference
     from gill_eval.bench.vist import VistBenchmark, VistStories
 
     datasets, files = prepared
     bench = VistBenchmark(VistStories(PreparedDataset("vist", datasets / "vist")))
     refs = bench.references(["81", "82"])
     for story, name in (("81", STORY_A[-1]), ("82", STORY_B[-1])):
-        scored = _prepare_reference(refs[story], "gill", "vist")
-        # compute_clip_similarity_vist.py and lpips_2dirs.py read sis/val_images/{id}.png as it is
-        assert np.array_equal(np.asarray(scored), np.asarray(official_vist_png(name).convert("RGB"))), name
+        # the scorers get references as stored; compute_clip_similarity_vist.py and lpips_2dirs.py read
+        # sis/val_images/{id}.png as it is
+        assert np.array_equal(np.asarray(refs[story]), np.asarray(official_vist_png(name).convert("RGB"))), name
 
 
 def test_vist_refuses_images_not_stored_as_gill_224(prepared, tmp_path):

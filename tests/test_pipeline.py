@@ -26,7 +26,8 @@ def test_quickstart_matrix_is_the_packaged_toml_only():
     assert [(r["benchmark"], r["models"]) for r in packaged.runs] == [
         ("vist", ["tiny-sd", "tiny-glide", "tiny-gill"]), ("visdial", ["tiny-sd", "tiny-glide", "tiny-gill"]),
         ("coco-fid", ["tiny-sd", "tiny-glide"]), ("cc3m-fid", ["tiny-sd"]),
-        ("vist-retrieval", ["tiny-clip-retrieval", "tiny-gill"])]
+        ("vist-retrieval", ["tiny-clip-retrieval", "tiny-gill"]), ("coco-caption", ["tiny-gill", "clip-nn"]),
+        ("vqav2", ["tiny-gill", "vqa-prior"])]
     assert not (PIPELINES / "quickstart.toml").exists()  # no second copy to drift
 
 
@@ -61,12 +62,12 @@ def test_quickstart_leaves_out_models_whose_package_is_missing(monkeypatch):
     full = quickstart_pipeline(Path("reports/quickstart.md"))
     assert [r["models"] for r in full.runs if r["benchmark"] in ("vist", "visdial", "coco-fid")] == [
         ["tiny-sd", "tiny-glide", "tiny-gill"], ["tiny-sd", "tiny-glide", "tiny-gill"], ["tiny-sd", "tiny-glide"]]
-    monkeypatch.setitem(sys.modules, "glide_text2im", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "regex", None)  # as if GLIDE's tokenizer dependency were not installed
     kept, left_out = without_missing_packages(full)
     assert left_out == ["tiny-glide"] and "tiny-glide" not in kept.models
     assert all("tiny-glide" not in r["models"] for r in kept.runs) and len(kept.runs) == len(full.runs)
     assert kept.preamble[: len(full.preamble)] == full.preamble
-    assert "pip install git+https://github.com/openai/glide-text2im" in kept.preamble[-1]
-    monkeypatch.delitem(sys.modules, "glide_text2im")
-    if importlib.util.find_spec("glide_text2im") is not None:  # installed: nothing is left out
-        assert without_missing_packages(full) == (full, [])
+    assert "pip install 'gill-eval[glide]'" in kept.preamble[-1]
+    monkeypatch.delitem(sys.modules, "regex")
+    assert importlib.util.find_spec("regex") is not None  # a dependency of the test environment
+    assert without_missing_packages(full) == (full, [])  # installed: nothing is left out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pyarrow.parquet as pq
 
 from gill_eval.quickstart import STEPS, run_quickstart
-from gill_eval.sample.make import PORT_TOKEN
+from gill_eval.sample.make import SAMPLE_ORIGIN, build_sample
 
 
 def test_sample_prepares_with_the_designed_coverage(tmp_path):
@@ -21,6 +22,13 @@ def test_sample_prepares_with_the_designed_coverage(tmp_path):
     assert vist["examples"] == 5 and vist["photos_referenced"] == 15 and vist["photos_without_url_o"] == 1
     assert vist["images"] == {"total": 14, "success": 13, "failed": 1, "failed_by_reason": {"http_404": 1}}
     assert vist["stories"] == {"all_5_images": 3, "first_4_only": 1, "context_image_missing": 1}
+    # the url_o originals are dropped once the 224-px store is written and recorded (docs/protocols.md)
+    vist_dir = root / "datasets" / "vist"
+    assert (vist_dir / "download" / "raw" / "00000_stats.json").is_file()
+    assert not list((vist_dir / "download" / "raw").glob("*.parquet"))
+    stored = pq.read_table(vist_dir / "images" / "00000.parquet", columns=["status", "width", "height"]).to_pylist()
+    assert {(r["width"], r["height"]) for r in stored if r["status"] == "success"} == {(224, 224)}
+    assert (vist_dir / "images" / "_done" / "00000.json").is_file()
     assert results["prepare visdial"]["images"]["success"] == 3
     coco = results["prepare coco"]
     assert coco["examples"] == 10 and coco["reference_images"]["success"] == 4
@@ -29,7 +37,12 @@ def test_sample_prepares_with_the_designed_coverage(tmp_path):
     for name in ("cc3m-train", "cc3m-val", "vist", "visdial", "coco", "partiprompts"):
         assert (root / "datasets" / name / "manifest.json").is_file()
     urls = pq.read_table(root / "datasets" / "cc3m-train" / "examples" / "00000.parquet").column("url").to_pylist()
-    assert all(u.startswith("http://127.0.0.1:") and PORT_TOKEN not in u for u in urls)
+    assert all(u.startswith(SAMPLE_ORIGIN + "/cc3m/") for u in urls)
+    # the prepared sources are the sample files as built with no server at all: no port reaches their hashes
+    offline = build_sample(tmp_path / "offline")
+    for name, path in (("cc3m-train", offline.cc3m_train), ("cc3m-val", offline.cc3m_val), ("vist", offline.vist_sis)):
+        sources = json.loads((root / "datasets" / name / "manifest.json").read_text(encoding="utf-8"))["sources"]
+        assert sources[0]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), name
 
 
 def test_bundled_files_are_in_the_real_formats():
@@ -44,18 +57,16 @@ def test_bundled_files_are_in_the_real_formats():
     visdial = json.loads((files / "visdial" / "visdial_1.0_val.json").read_text(encoding="utf-8"))
     assert not any(q.endswith("?") for q in visdial["data"]["questions"])
     first = (files / "cc3m" / "train.tsv").read_text(encoding="utf-8").splitlines()[0].split("\t")
-    assert len(first) == 2 and first[1].startswith("http://127.0.0.1:") and first[0] != "caption"
+    assert len(first) == 2 and first[1].startswith(SAMPLE_ORIGIN + "/") and first[0] != "caption"
 
 
 def test_the_sample_builds_byte_identical_files(tmp_path):
     # the prepared datasets are keyed by their sources' sha256: two builds must give the same bytes
     import time
 
-    from gill_eval.sample.make import build_sample
-
-    build_sample(tmp_path / "a", 8000)
+    build_sample(tmp_path / "a")
     time.sleep(2.1)  # a zip entry time has a 2 s resolution: a rebuild in another 2 s window must not differ
-    build_sample(tmp_path / "b", 8000)
+    build_sample(tmp_path / "b")
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert any(f.suffix == ".zip" for f in files)
     for rel in files:

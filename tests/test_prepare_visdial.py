@@ -156,3 +156,21 @@ def test_unsafe_member_names(tmp_path, name):
         zf.writestr(name, b"x")
     with pytest.raises(InputError, match="unsafe member name"):
         archive.open_image_source(zpath)
+
+
+def test_corrupt_zip_member_is_that_image_failure(files):
+    """A member whose bytes no longer match its CRC-32 fails its own image (``corrupt_member``), not the run."""
+    from gill_eval.datasets.visdial import prepare_visdial
+
+    dialogs, _, images = files
+    raw = bytearray(images.read_bytes())
+    member = synthetic_image("284024")  # stored uncompressed by write_zip: its bytes appear verbatim
+    at = raw.index(member) + len(member) // 2
+    raw[at] ^= 0xFF
+    images.write_bytes(bytes(raw))
+    summary = prepare_visdial(str(dialogs), str(images))
+    assert summary["images"] == {"total": 4, "success": 1, "failed": 3,
+                                 "failed_by_reason": {"corrupt_member": 1, "decode_error": 1, "missing_file": 1}}
+    folder = Path(summary["dir"]) / "images" / "00000.parquet"
+    row = next(r for r in pq.read_table(folder).to_pylist() if r["key"] == "284024")
+    assert row["image"] is None and "Bad CRC-32" in row["error_message"]

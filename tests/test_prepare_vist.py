@@ -143,3 +143,32 @@ def test_story_coverage_is_keyed_by_story_not_photo():
     stories = [{"photo_ids": ["a", "b", "c", "d", "e"]}, {"photo_ids": ["f", "g", "h", "i", "e"]}]
     status = {k: "success" for k in "abcdfghi"} | {"e": "http_404"}
     assert story_coverage(stories, status) == {"all_5_images": 0, "first_4_only": 2, "context_image_missing": 0}
+
+
+
+def test_local_photos_are_read_only_with_allow_local_urls(tmp_path, monkeypatch):
+    """url_o as a relative path and as file://: refused by default; with --allow-local-urls img2dataset gets
+    file:// URLs (it reads those as any other URL; the download itself is not run here, to stay fast)."""
+    from gill_eval.datasets import vist
+
+    seen = {}
+
+    def capture(urls, *_args, **_kwargs):
+        seen.update(zip(urls.column("key").to_pylist(), urls.column("url").to_pylist()))
+        raise InputError("stop after the URL list")
+
+    monkeypatch.setattr(vist, "download_images", capture)
+    annotations = [[{"story_id": "s1", "album_id": "a", "photo_flickr_id": str(n), "worker_arranged_photo_order": n,
+                     "text": "t", "original_text": "T"}] for n in range(5)]
+    images = [{"id": str(n), "url_o": f"photos/{n}.jpg"} for n in range(5)]
+    images[4]["url_o"] = "file:///srv/photos/4.jpg"
+    sis = tmp_path / "val.story-in-sequence.json"
+    sis.write_text(json.dumps({"annotations": annotations, "images": images}))
+    base = ["--data-dir", str(tmp_path / "data"), "prepare", "vist", "--sis", str(sis)]
+    refused = CliRunner().invoke(app, base)
+    assert refused.exit_code == 2 and "images[0] (id '0'): key 'url_o': 'photos/0.jpg' is a local file" in refused.stderr
+    assert not seen
+    result = CliRunner().invoke(app, [*base, "--allow-local-urls"])
+    assert "stop after the URL list" in result.stderr
+    assert seen == {**{str(n): (tmp_path / "photos" / f"{n}.jpg").as_uri() for n in range(4)},
+                    "4": "file:///srv/photos/4.jpg"}

@@ -38,7 +38,7 @@ def test_unversioned_result_is_refused_with_a_full_rerun(tmp_path):
         load_results(tmp_path)
     message = str(err.value)
     assert "\n" not in message and str(tmp_path / "old" / "result.json") in message
-    assert "vist protocol v1, current is v2" in message
+    assert "vist protocol v1, current is v3" in message
     # its images were made under generation v1 < 2, so they must be made again
     assert "gill-eval bench vist --model gill --context 5c4i --seeds 0,1" in message
 

@@ -30,8 +30,8 @@ def test_builtins_are_listed_with_capabilities_and_options() -> None:
         assert rows[name]["error"] is None, rows[name]
         assert set(rows[name]["capabilities"]) == capabilities
         assert rows[name]["description"]
-    assert rows["glide"]["installed"] == (importlib.util.find_spec("glide_text2im") is not None)
-    assert "pip install git+https://github.com/openai/glide-text2im" in rows["glide"]["install_hint"]
+    assert rows["glide"]["installed"] == (importlib.util.find_spec("regex") is not None)  # GLIDE's tokenizer
+    assert rows["glide"]["install_hint"] == "pip install 'gill-eval[glide]'"
     sd_options = {o["name"]: o for o in rows["sd"]["options"]}
     assert sd_options["guidance"]["type"] == "float | none"
     assert sd_options["scheduler"]["type"] == "pndm | ddim | none"
@@ -121,13 +121,10 @@ def test_model_opt_value_may_contain_equals() -> None:
 
 
 def test_glide_without_its_package_says_how_to_install(monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "glide_text2im", None)  # as if not installed (find_spec gives None)
+    monkeypatch.setitem(sys.modules, "regex", None)  # as if not installed (find_spec gives None)
     with pytest.raises(ConfigError) as info:
         registry.load_model("glide", {})
-    assert str(info.value) == (
-        "model 'glide' needs glide_text2im, which is not installed: "
-        "pip install git+https://github.com/openai/glide-text2im"
-    )
+    assert str(info.value) == "model 'glide' needs regex, which is not installed: pip install 'gill-eval[glide]'"
 
 
 def test_sd_rejects_image_contexts_before_loading_anything() -> None:

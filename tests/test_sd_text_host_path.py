@@ -13,7 +13,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from gill_eval.features.reader import iter_sd_text
+from gill_eval.clip_text import gill_clip_text
+from gill_eval.store.features import iter_sd_text
 from gill_eval.features.runner import feature_dir, run_stage
 from gill_eval.features.sd_text import CaptionTokenizer, SdTextStage
 from gill_eval.features.writer import BackgroundWriter
@@ -184,7 +185,8 @@ def test_caption_tokenizer_ids_equal_hand_padded_ids(sd_dir):
     errors, ids = CaptionTokenizer(tokenizer)(pa.table({"caption": [*captions, None]}))
     assert errors == [None] * len(captions) + ["missing caption"]
     assert ids.dtype == torch.int64 and ids.shape == (len(captions), 77)
-    want = torch.tensor([_hand_padded(tokenizer, c) for c in captions])
+    # GILL's environment cleaned text before BPE (gill_eval/clip_text.py, pinned in test_parity_official_env)
+    want = torch.tensor([_hand_padded(tokenizer, gill_clip_text(c)) for c in captions])
     assert torch.equal(ids, want)
     assert (ids[:, 0] == 49406).all() and (ids[:, -1] == 49407).all()
     assert ids[captions.index(HARD[-1])].ne(49407).sum() == 76  # truncated: 75 words + start token
@@ -221,7 +223,7 @@ def test_sd_text_run_with_writer_threads_is_bit_identical_to_one_writer(sd_dir, 
     got = np.concatenate([b.embeddings for b in iter_sd_text(many)])
     with torch.no_grad():
         for row, caption in enumerate(captions):
-            ids = tokenizer(caption, padding="max_length", max_length=77, truncation=True,
+            ids = tokenizer(gill_clip_text(caption), padding="max_length", max_length=77, truncation=True,
                             return_tensors="pt").input_ids
             want = encoder(ids)[0][0].to(torch.float16).numpy()
             np.testing.assert_allclose(got[row].astype(np.float32), want.astype(np.float32), rtol=2e-3, atol=2e-3)

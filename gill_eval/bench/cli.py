@@ -39,13 +39,6 @@ class ScorePrecision(StrEnum):
     bf16 = "bf16"
 
 
-class ReferenceProtocol(StrEnum):
-    """``--reference`` (bench/runner.py REFERENCE_PROTOCOLS)."""
-
-    gill = "gill"
-    original = "original"
-
-
 Scorer = Annotated[ScorerPreset, typer.Option("--scorers", help="real: ViT-L/14, AlexNet, Inception weights; tiny: random (tests).")]
 Device = Annotated[str, typer.Option("--device", help="Device for the scoring networks: auto (CUDA when available; "
                                                      "under torchrun this rank's GPU), cpu, cuda, cuda:N.")]
@@ -53,7 +46,6 @@ Precision = Annotated[ScorePrecision, typer.Option("--precision", help="CLIP sco
 Label = Annotated[Optional[str], typer.Option("--label", help="Row label in reports (default: the model name).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N examples in the benchmark's fixed order (a partial run, reported apart).")]
-Reference = Annotated[ReferenceProtocol, typer.Option("--reference", help="gill: as GILL scored (VIST references resized to 224x224; VisDial originals); original: as stored.")]
 
 
 def _api():  # noqa: ANN202 - the module; imported on use so that `gill-eval --help` needs no torch
@@ -77,36 +69,36 @@ def _finish(results: list, as_json: bool) -> None:
 def vist(
     model: Model, model_opt: ModelOpt = None,
     context: Annotated[str, typer.Option("--context", help="Comma-separated: 1c, 5c, 5c4i or any NcMi.")] = "1c,5c,5c4i",
-    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = ReferenceProtocol.gill,
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8,
     scorers: Scorer = ScorerPreset.real, device: Device = "auto", precision: Precision = ScorePrecision.fp32,
     label: Label = None, limit: Limit = None, json: Json = False,
 ) -> None:
     """Table 1: the last image of each VIST story from its context; CLIP similarity and LPIPS."""
     contexts = [parse_vist_context(c).label for c in context.split(",") if c.strip()]
     _run("vist", contexts, model, model_opt, seeds, shard, batch_size, _scorer(scorers, device, precision), label,
-         limit, json, reference)
+         limit, json)
 
 
 @app.command("visdial")
 def visdial(
     model: Model, model_opt: ModelOpt = None,
     rounds: Annotated[str, typer.Option("--rounds", help="Round counts, e.g. 1,5,10.")] = "1,5,10",
-    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = ReferenceProtocol.gill,
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8,
     scorers: Scorer = ScorerPreset.real, device: Device = "auto", precision: Precision = ScorePrecision.fp32,
     label: Label = None, limit: Limit = None, json: Json = False,
 ) -> None:
     """Table 2: the dialog's image from the Q/A lines of its first R rounds (no caption)."""
     contexts = [rounds_label(r) for r in parse_rounds(rounds)]
     _run("visdial", contexts, model, model_opt, seeds, shard, batch_size, _scorer(scorers, device, precision), label,
-         limit, json, reference)
+         limit, json)
 
 
 def _run(benchmark: str, contexts: list[str] | None, model: str, model_opt: list[str] | None, seeds: str,
          shard: str | None, batch_size: int, scorer, label: str | None, limit: int | None,  # noqa: ANN001 - ScorerSpec
-         as_json: bool, reference: str = "gill", num: int | None = None) -> None:
+         as_json: bool, num: int | None = None) -> None:
     """The body every generation command shares: parse the shared options, run, print."""
     _finish(_api().run(benchmark, model, parse_option_pairs(model_opt or []), contexts, parse_seeds(seeds),
-                       shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=scorer, reference=str(reference),
+                       shard=resolve_shard_spec(shard), batch_size=batch_size, scorer=scorer,
                        label=label, num=num, limit=limit), as_json)
 
 
@@ -126,6 +118,45 @@ def coco_fid(
 ) -> None:
     """Table 8: zero-shot FID on MS-COCO 2014 val captions (SD/GILL default: guidance 3.0, 250 DDIM steps)."""
     _fid("coco-fid", model, model_opt, num, seeds, shard, batch_size, scorers, device, label, json, limit)
+
+
+MaxNew = Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="Most tokens per answer (default: "
+                                                                               "the benchmark's, docs/protocols.md).")]
+
+
+def _text(benchmark: str, model: str, model_opt: list[str] | None, seeds: str, batch_size: int, options: dict,
+          scorers: str, device: str, label: str | None, limit: int | None, as_json: bool) -> None:
+    given = {k: v for k, v in options.items() if v is not None}
+    _finish(_api().run(benchmark, model, parse_option_pairs(model_opt or []), None, parse_seeds(seeds),
+                       batch_size=batch_size, scorer=_scorer(scorers, device, "fp32"), label=label, limit=limit,
+                       bench_options=given), as_json)
+
+
+@app.command("coco-caption")
+def coco_caption(
+    model: Annotated[str, typer.Option("--model", help="A model with the text capability, or the baseline clip-nn.")],
+    model_opt: ModelOpt = None,
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="Text after the image (default 'A picture of').")] = None,
+    max_new_tokens: MaxNew = None, seeds: Seeds = "0", batch_size: Batch = 8,
+    scorers: Scorer = ScorerPreset.real, device: Device = "auto", label: Label = None, limit: Limit = None, json: Json = False,
+) -> None:
+    """Table 7: MS-COCO 2017 val captions; BLEU-1..4, METEOR, CIDEr (pycocoevalcap, needs Java)."""
+    _text("coco-caption", model, model_opt, seeds, batch_size, {"prompt": prompt, "max_new_tokens": max_new_tokens},
+          scorers, device, label, limit, json)
+
+
+@app.command("vqav2")
+def vqav2(
+    model: Annotated[str, typer.Option("--model", help="A model with the text capability, or the baseline vqa-prior.")],
+    model_opt: ModelOpt = None,
+    template: Annotated[Optional[str], typer.Option("--template", help="Text after the image; {question} is replaced "
+                                                                       "(default 'Q: {question} A:').")] = None,
+    max_new_tokens: MaxNew = None, seeds: Seeds = "0", batch_size: Batch = 8,
+    scorers: Scorer = ScorerPreset.real, device: Device = "auto", label: Label = None, limit: Limit = None, json: Json = False,
+) -> None:
+    """Table 7: zero-shot VQAv2 val; the official VQA accuracy, overall and per answer type."""
+    _text("vqav2", model, model_opt, seeds, batch_size, {"template": template, "max_new_tokens": max_new_tokens},
+          scorers, device, label, limit, json)
 
 
 @app.command("cc3m-fid")
@@ -155,7 +186,7 @@ def run_any(
     model: Model, model_opt: ModelOpt = None,
     context: Annotated[Optional[str], typer.Option("--context", help="Comma-separated context labels as results "
                                                                      "name them (default: the benchmark's own).")] = None,
-    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8, reference: Reference = ReferenceProtocol.gill,
+    seeds: Seeds = "0", shard: Shard = None, batch_size: Batch = 8,
     scorers: Scorer = ScorerPreset.real, device: Device = "auto", precision: Precision = ScorePrecision.fp32,
     num: Annotated[Optional[int], typer.Option("--num", help="FID benchmarks: the caption count.")] = None,
     label: Label = None, limit: Limit = None, json: Json = False,
@@ -163,19 +194,18 @@ def run_any(
     """Any registered benchmark by name, plugins included; contexts given as the labels results carry."""
     contexts = [c.strip() for c in context.split(",") if c.strip()] if context else None
     _run(benchmark, contexts, model, model_opt, seeds, shard, batch_size, _scorer(scorers, device, precision), label,
-         limit, json, reference, num)
+         limit, json, num)
 
 
 @app.command("score")
 def score(
     generation_dir: Annotated[Path, typer.Argument(help="A folder under <data>/generations/... (has provenance.json).")],
-    seeds: Seeds = "0", reference: Reference = ReferenceProtocol.gill, scorers: Scorer = ScorerPreset.real,
+    seeds: Seeds = "0", scorers: Scorer = ScorerPreset.real,
     device: Device = "auto", precision: Precision = ScorePrecision.fp32, num: Annotated[Optional[int], typer.Option("--num")] = None,
     label: Label = None, json: Json = False,
 ) -> None:
     """Score generated images again (other scorers, protocol or seeds) without regenerating."""
-    result = _api().rescore(generation_dir, parse_seeds(seeds), _scorer(scorers, device, precision), str(reference), label,
-                            num)
+    result = _api().rescore(generation_dir, parse_seeds(seeds), _scorer(scorers, device, precision), label, num)
     _finish([result], json)
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from gill_eval.bench.data import decode_image
-from gill_eval.bench.generation import read_generations
 from gill_eval.console import info, make_progress
 from gill_eval.metrics import fid as fidlib
+from gill_eval.metrics.inputs import blocks_of, ordered_map
 from gill_eval.store import WorkPlan, atomic_path
 
 CHUNK = 32
@@ -56,43 +55,47 @@ def _cached_features(path: Path, n: int) -> np.ndarray | None:
     return None
 
 
-def _write_features(path: Path, n: int, blocks: Iterable[list[Image.Image]], net: Any, device: str, title: str,
-                    on_block: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
-    """Inception features of ``n`` images given in blocks, streamed into an ``.npy`` (atomic) and memory-mapped."""
+@contextmanager
+def _feature_file(path: Path, n: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """A writer of ``n`` Inception feature rows, streamed in order into an ``.npy`` (atomic: kept only when the
+    block ends without an error); read it back memory-mapped with ``np.load(path, mmap_mode="r")``."""
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, fidlib.FEATURE_DIM))
         filled = 0
-        with make_progress() as progress:
-            task = progress.add_task(title, total=n)
-            for images in blocks:
-                feats = fidlib.extract_features(net, images, device, CHUNK)
-                out[filled : filled + len(feats)] = feats
-                filled += len(feats)
-                if on_block is not None:
-                    on_block(feats)
-                progress.advance(task, len(feats))
+
+        def write(feats: np.ndarray) -> None:
+            nonlocal filled
+            out[filled : filled + len(feats)] = feats
+            filled += len(feats)
+
+        yield write
         out.flush()
         del out
-    return np.load(path, mmap_mode="r")
 
 
 def _extract_reference(bench: Any, keys: list[str], key: fidlib.ReferenceKey, net: Any,
                        device: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One streaming pass over the reference images: their features (cached ``.npy``, for KID) and their
-    statistics (cached ``.npz``, for FID)."""
+    statistics (cached ``.npz``, for FID). Worker threads read, decode and resize blocks of ``CHUNK`` images
+    ahead of the network (``metrics.inputs``); each block is one Inception batch, as before."""
     running = fidlib.RunningStats()
+    bench.dataset.available()  # the key -> shard index is built once, before the worker threads read images
 
-    def blocks() -> Iterator[list[Image.Image]]:
-        for start in range(0, len(keys), CHUNK):
-            block = keys[start : start + CHUNK]
-            images = bench.dataset.images(block)
-            yield [images[k] for k in block]
+    def block_inputs(block: list[str]) -> list[np.ndarray]:
+        images = bench.dataset.images(block)
+        return [fidlib.fid_uint8(images[k]) for k in block]
 
-    features = _write_features(fidlib.reference_features_path(key), len(keys), blocks(), net, device,
-                               "FID/KID reference features", running.update)
+    path = fidlib.reference_features_path(key)
+    with _feature_file(path, len(keys)) as write, make_progress() as progress:
+        task = progress.add_task("FID/KID reference features", total=len(keys))
+        for arrays in ordered_map(block_inputs, blocks_of(keys, CHUNK)):
+            feats = fidlib.inception_batch(net, arrays, device)
+            write(feats)
+            running.update(feats)
+            progress.advance(task, len(feats))
     stats = running.statistics()
     fidlib.store_reference(key, stats, running.n)
-    return features, stats
+    return np.load(path, mmap_mode="r"), stats
 
 
 def reference_statistics(bench: Any, net: Any, weights_sha: str, device: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -114,27 +117,23 @@ def reference_features(bench: Any, net: Any, weights_sha: str, device: str) -> n
     return cached if cached is not None else _extract_reference(bench, keys, key, net, device)[0]
 
 
-def generated_features(plan: WorkPlan, net: Any, weights_sha: str, device: str) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Generation rows (without image bytes) and the Inception features of the successful ones, in row order."""
-    rows = list(read_generations(plan, columns=["example_id", "seed", "status", "error_message"]))
-    n_ok = sum(r["status"] == "success" for r in rows)
+def generated_features_path(plan: WorkPlan, rows: list[dict[str, Any]], weights_sha: str) -> Path:
+    """Where the Inception features of a generation folder's successful ``rows`` are cached (``.npy``)."""
     # Keyed by exactly which rows are scored: the generation folder is shared by every seed, so a name
     # from the count alone would hand seed 1 the features of seed 0.
     scored = hashlib.sha256(json.dumps([[r["example_id"], r["seed"], r["status"]] for r in rows]).encode()).hexdigest()
-    path = plan.out_dir / f"inception-{weights_sha[:12]}-{scored[:16]}.npy"
-    cached = _cached_features(path, n_ok)
-    if cached is not None:
-        return rows, cached
+    return plan.out_dir / f"inception-{weights_sha[:12]}-{scored[:16]}.npy"
 
-    def blocks() -> Iterator[list[Image.Image]]:
-        batch: list[Image.Image] = []
-        for row in read_generations(plan, columns=["example_id", "status", "image"]):
-            if row["status"] == "success":
-                batch.append(decode_image(row["image"], f"{plan.out_dir} {row['example_id']}"))
-            if len(batch) == CHUNK:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
-    return rows, _write_features(path, n_ok, blocks(), net, device, "FID generated features")
+def cached_generated_features(path: Path, rows: list[dict[str, Any]]) -> np.ndarray | None:
+    """The cached features of the successful ``rows`` at ``path``, memory-mapped, or None."""
+    return _cached_features(path, sum(r["status"] == "success" for r in rows))
+
+
+@contextmanager
+def generated_features_writer(path: Path, rows: list[dict[str, Any]], net: Any,
+                              device: str) -> Iterator[Callable[[list[np.ndarray]], None]]:
+    """Takes ``fid_uint8`` arrays of the successful rows in row order, one Inception batch (<= ``CHUNK``) per
+    call, and caches their features at ``path`` when the block ends (``np.load(path, mmap_mode="r")``)."""
+    with _feature_file(path, sum(r["status"] == "success" for r in rows)) as write:
+        yield lambda arrays: write(fidlib.inception_batch(net, arrays, device))

@@ -29,6 +29,7 @@ from gill_eval.errors import ConfigError, InputError
 from gill_eval.models.base import CapabilityError, Context, Model, example_seed
 from gill_eval.models.pixels import NonFiniteImageError
 from gill_eval.store import ShardSpec, UnitOfWork, WorkPlan, atomic_write_json, data_root, iter_rows, write_shard
+from gill_eval.store.names import check_name
 
 BLOCK = 8
 SCHEMA = pa.schema([
@@ -70,8 +71,9 @@ def limited(job: GenerationJob, limit: int | None) -> GenerationJob:
 
 
 def generation_dir(job: GenerationJob, model: Model) -> Path:
-    return (data_root() / "generations" / job.benchmark / model.fingerprint_hash()
-            / f"{job.context}-{job.data_hash[:12]}{limit_suffix(job.protocol.get('limit'))}")
+    context = check_name("context", job.context, f"benchmark {job.benchmark}")
+    return (data_root() / "generations" / check_name("benchmark", job.benchmark, "benchmark registry")
+            / model.fingerprint_hash() / f"{context}-{job.data_hash[:12]}{limit_suffix(job.protocol.get('limit'))}")
 
 
 def plan_for(job: GenerationJob, out_dir: Path, seeds: Sequence[int]) -> WorkPlan:

@@ -14,10 +14,11 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
 from gill_eval.errors import ConfigError
+from gill_eval.store.names import check_name
 
 GROUP = "gill_eval.benchmarks"
-SIMILARITY, FID, RETRIEVAL = "similarity", "fid", "retrieval"
-Kind = Literal["similarity", "fid", "retrieval"]
+SIMILARITY, FID, RETRIEVAL, TEXT = "similarity", "fid", "retrieval", "text"
+Kind = Literal["similarity", "fid", "retrieval", "text"]
 PaperCells = Literal["per_metric_context", "list", "first", "scalar"]
 
 
@@ -36,7 +37,9 @@ class Layout:
     numbers (``paper_tables.json`` under ``paper_key``) map onto its cells: ``per_metric_context`` (a dict
     per metric keyed by context, renamed through ``paper_columns``), ``list`` (one value per metric),
     ``first`` (the first value of a list) or ``scalar``. ``extra_metrics``: columns the paper does not have
-    (KID, CLIPScore), shown after the paper's, never in their place."""
+    (KID, CLIPScore), shown after the paper's, never in their place. ``render``: a table whose layout the
+    generic one cannot express (Table 7 joins two benchmarks), named as "module:function" (report sits
+    above bench, so bench never imports it) and returning ``report.tables.RenderedTable`` or None."""
 
     key: str
     title: str
@@ -49,6 +52,7 @@ class Layout:
     paper_cells: PaperCells = "scalar"
     paper_columns: dict[str, str] = field(default_factory=dict)
     extra_metrics: list[str] = field(default_factory=list)
+    render: str | None = None  # "module:function" of a table with its own layout (layout, results, baseline, paper)
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,9 @@ class BenchmarkSpec:
     """Everything gill-eval needs to know about one benchmark.
 
     ``build(num)`` returns the benchmark object (``runner.GenerationBenchmark`` for the similarity and FID
-    kinds; ``embed``/``run`` for retrieval); ``num`` is the FID caption count (None elsewhere).
+    kinds; ``embed``/``run`` for retrieval; ``bench.text.TextBenchmark`` for text); ``num`` is the FID caption count (None elsewhere).
     ``sampler_preset``: the preset given to models whose options inherit ``SamplerOptions`` unless the user
-    sets one. ``reference_size``: the side references are resized to under ``--reference gill``.
+    sets one.
     ``cli_context``: a context label as the bench command's arguments (for rerun hints; None: no
     per-context option). ``order``: position in reports and galleries (built-ins 10..50)."""
 
@@ -77,7 +81,6 @@ class BenchmarkSpec:
     protocol_text: str
     build: Callable[[int | None], Any]
     sampler_preset: str | None = None
-    reference_size: int | None = None
     cli_context: Callable[[str], str] | None = None
     plot: ContextPlot | None = None
     order: int = 100
@@ -105,6 +108,7 @@ def _load(name: str, ep: EntryPoint) -> BenchmarkSpec:
         spec = ep.load()
     except Exception as exc:  # a plugin failing to import is reported as that plugin's problem
         raise ConfigError(f"benchmark {name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}") from exc
+    check_name("benchmark name", name, f"entry point {ep.value}")  # names result folders (docs/reliability.md)
     if not isinstance(spec, BenchmarkSpec):
         raise ConfigError(f"benchmark {name!r}: entry point {ep.value} is not a gill_eval.bench.registry.BenchmarkSpec")
     if spec.name != name or spec.layout.benchmark != name:

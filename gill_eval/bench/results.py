@@ -19,6 +19,7 @@ import pyarrow as pa
 from gill_eval.bench.protocol import check_current, stamp
 from gill_eval.errors import InputError
 from gill_eval.store import atomic_write_json, data_root, write_shard
+from gill_eval.store.names import check_name
 
 RESULT_FILE = "result.json"
 SCORES_FILE = "scores.parquet"
@@ -35,7 +36,9 @@ def short_hash(obj: Any) -> str:
 
 
 def result_dir(benchmark: str, fingerprint_hash: str, context: str, scorer: dict[str, Any]) -> Path:
-    return results_root() / benchmark / fingerprint_hash / f"{context}-{short_hash(scorer)}"
+    context = check_name("context", context, f"benchmark {benchmark}")
+    folder = results_root() / check_name("benchmark", benchmark, "benchmark registry") / fingerprint_hash
+    return folder / f"{context}-{short_hash(scorer)}"
 
 
 def write_result(folder: Path, result: dict[str, Any], scores: pd.DataFrame | None) -> Path:

@@ -7,8 +7,9 @@ every model in a table is generated, scored and counted the same way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,22 +21,20 @@ from PIL import Image
 from gill_eval.bench.data import PreparedDataset, decode_image
 from gill_eval.bench.generation import (GenerationJob, limit_suffix, limited, plan_for, read_generations, read_provenance,
                                         run_generation)
+from gill_eval.bench.pixels import generated_blocks
 from gill_eval.bench.provenance import run_metadata
-from gill_eval.bench.registry import find as find_benchmark
 from gill_eval.bench.results import result_dir, write_result
 from gill_eval.bench.scorers import SCORE_BATCH, Scorers
 from gill_eval.console import info, make_progress
 from gill_eval.errors import InputError
 from gill_eval.metrics import fid as fidlib
 from gill_eval.metrics import kid as kidlib
-from gill_eval.metrics.clip_score import clip_score
+from gill_eval.metrics.clip_score import clip_score_prepared
 from gill_eval.metrics.clip_similarity import cosine_rows
+from gill_eval.metrics.inputs import blocks_of, ordered_map
 from gill_eval.metrics.stats import aggregate, over_seeds
 from gill_eval.models.base import ACCEPTS_IMAGES, GENERATE, Model
 from gill_eval.store import ShardSpec, WorkPlan
-
-REFERENCE_PROTOCOLS = ("gill", "original")
-
 
 class GenerationBenchmark(Protocol):
     """What a benchmark module provides."""
@@ -58,7 +57,6 @@ class RunOptions:
     seeds: tuple[int, ...] = (0,)
     shard: ShardSpec | None = None
     batch_size: int = 8
-    reference_protocol: str = "gill"
     limit: int | None = None  # --limit N: the first N examples only (a partial run, kept apart in reports)
 
 
@@ -135,7 +133,7 @@ def score_plan(
 ) -> dict[str, Any]:
     _check_generated_rows(job, plan, opts)
     result = _base_result(bench, job.context, block, opts, scorers)
-    result.update(status="ok", protocol={**job.protocol, "reference": opts.reference_protocol},
+    result.update(status="ok", protocol=job.protocol,
                   generation={"dir": str(plan.out_dir), "units": len(plan.units)})
     if bench.kind == "similarity":
         scores, metrics = _score_similarity(bench, plan, opts, scorers)
@@ -167,17 +165,6 @@ def _check_generated_rows(job: GenerationJob, plan: WorkPlan, opts: RunOptions) 
                          "(the dataset or the folder changed); remove the folder to regenerate")
 
 
-def _prepare_reference(image: Image.Image, protocol: str, benchmark: str) -> Image.Image:
-    # Under --reference gill a benchmark's declared ``reference_size`` applies: VIST's 224 (GILL's squashed
-    # downloads, stored exactly by `prepare vist`, so the identity for them); VisDial declares none, as it was
-    # scored against the original VisualDialog_val2018 JPEGs (docs/protocols.md).
-    spec = find_benchmark(benchmark)
-    size = spec.reference_size if spec is not None else None
-    if protocol == "gill" and size:
-        return image.resize((size, size), Image.Resampling.BICUBIC)
-    return image
-
-
 def _score_similarity(
     bench: GenerationBenchmark, plan: WorkPlan, opts: RunOptions, scorers: Scorers
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -187,32 +174,40 @@ def _score_similarity(
     rows = list(read_generations(plan, columns=["example_id", "seed", "status", "error_message"]))
     values: dict[str, dict[tuple[str, int], float]] = {"clip_similarity": {}, "lpips": {}}
     ref_embeddings: dict[str, np.ndarray] = {}
+    clip, lpips = scorers.clip, scorers.lpips
 
-    def score(chunk: list[dict[str, Any]]) -> None:
+    def blocks() -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
+        """Chunks of successful rows in storage order, each with the references first seen in it (a reference
+        is embedded once and reused for every seed); decided here, in order, not in the workers."""
+        seen: set[str] = set()
+        for chunk in blocks_of((r for r in read_generations(plan, columns=["example_id", "seed", "status", "image"])
+                                if r["status"] == "success"), SCORE_BATCH):
+            need = [e for e in dict.fromkeys(r["example_id"] for r in chunk) if e not in seen]
+            seen.update(need)
+            yield chunk, need
+
+    def prepare(item: tuple[list[dict[str, Any]], list[str]]) -> tuple[list[dict[str, Any]], list[str], dict[str, Any]]:
+        """In a worker thread: decode the chunk's images and references once, make every network's inputs."""
+        chunk, need = item
         ids = [r["example_id"] for r in chunk]
-        gen = [decode_image(r["image"], f"{plan.out_dir} {r['example_id']}") for r in chunk]
+        gen = [decode_image(r.pop("image"), f"{plan.out_dir} {r['example_id']}") for r in chunk]
         refs_raw = bench.references(ids)
-        refs = [_prepare_reference(refs_raw[e], opts.reference_protocol, bench.name) for e in ids]
-        need = [e for e in dict.fromkeys(ids) if e not in ref_embeddings]
-        if need:  # a reference is embedded once and reused for every seed
-            ref_embeddings.update(zip(need, scorers.clip.embed([refs[ids.index(e)] for e in need]), strict=True))
-        keys = [(e, r["seed"]) for e, r in zip(ids, chunk, strict=True)]
-        sims = cosine_rows(scorers.clip.embed(gen), np.stack([ref_embeddings[e] for e in ids]))
-        values["clip_similarity"].update(zip(keys, sims.tolist(), strict=True))
-        values["lpips"].update(zip(keys, scorers.lpips.score(gen, refs).tolist(), strict=True))
+        refs = [refs_raw[e] for e in ids]  # as stored: VIST's are GILL's 224 squash, VisDial's the originals
+        return chunk, need, {"gen_clip": [clip.prepare(im) for im in gen],
+                             "ref_clip": [clip.prepare(refs[ids.index(e)]) for e in need],
+                             "gen_lpips": [lpips.prepare(im) for im in gen], "ref_lpips": [lpips.prepare(im) for im in refs]}
 
     with make_progress() as progress:
         task = progress.add_task(f"score {bench.name}", total=sum(r["status"] == "success" for r in rows))
-        chunk: list[dict[str, Any]] = []
-        for row in read_generations(plan, columns=["example_id", "seed", "status", "image"]):
-            if row["status"] == "success":
-                chunk.append(row)
-            if len(chunk) == SCORE_BATCH:
-                score(chunk)
-                progress.advance(task, len(chunk))
-                chunk = []
-        if chunk:
-            score(chunk)
+        for chunk, need, inputs in ordered_map(prepare, blocks()):
+            ids = [r["example_id"] for r in chunk]
+            if need:
+                ref_embeddings.update(zip(need, clip.embed_prepared(inputs["ref_clip"]), strict=True))
+            keys = [(e, r["seed"]) for e, r in zip(ids, chunk, strict=True)]
+            sims = cosine_rows(clip.embed_prepared(inputs["gen_clip"]), np.stack([ref_embeddings[e] for e in ids]))
+            values["clip_similarity"].update(zip(keys, sims.tolist(), strict=True))
+            values["lpips"].update(zip(keys, lpips.score_prepared(inputs["gen_lpips"], inputs["ref_lpips"]).tolist(),
+                                       strict=True))
             progress.advance(task, len(chunk))
     scores = pd.concat([_metric_frame(metric, rows, vals) for metric, vals in values.items()], ignore_index=True)
     scores = scores.sort_values(["metric", "seed", "example_id"], ignore_index=True)
@@ -237,11 +232,12 @@ def _score_fid(
     """One FID and one KID per seed (that seed's images of the examples generated under every seed, against
     the reference), then their mean, seed std and Student-t interval (docs/protocols.md, statistics); and
     each image's CLIPScore against its caption. KID and CLIPScore are extra columns (docs/protocols.md)."""
-    from gill_eval.bench.fid_common import generated_features, reference_features, reference_statistics
+    from gill_eval.bench.fid_common import reference_features, reference_statistics
 
     net, weights_sha = scorers.inception
     reference, ref_meta = reference_statistics(bench, net, weights_sha, scorers.device)
-    rows, features = generated_features(plan, net, weights_sha, scorers.device)
+    rows = list(read_generations(plan, columns=["example_id", "seed", "status", "error_message"]))
+    features, clip_values = _generated_pass(bench, plan, scorers, rows)
     ok = [r for r in rows if r["status"] == "success"]  # features[i] belongs to ok[i]
     seeds_of: dict[str, set[int]] = {}
     for r in ok:
@@ -265,7 +261,7 @@ def _score_fid(
     scores = pd.DataFrame({"example_id": [r["example_id"] for r in rows], "seed": [r["seed"] for r in rows],
                            "metric": "generated", "value": [1.0 if r["status"] == "success" else np.nan for r in rows],
                            "status": [r["status"] for r in rows], "error_message": [r["error_message"] for r in rows]})
-    clip = _clip_scores(bench, plan, scorers, rows)
+    clip = _metric_frame("clip_score", rows, clip_values)
     scores = pd.concat([scores, clip], ignore_index=True).sort_values(["metric", "seed", "example_id"], ignore_index=True)
     sub = clip[clip["status"] == "success"]
     metrics["clip_score"] = {"n_evaluated": int(len(sub)),
@@ -292,27 +288,33 @@ def _kid_per_seed(features: np.ndarray, labels: list[int | None], reference: np.
     return out
 
 
-def _clip_scores(bench: GenerationBenchmark, plan: WorkPlan, scorers: Scorers, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per (example, seed) CLIPScore of each generated image against the caption it was generated from."""
+def _generated_pass(bench: GenerationBenchmark, plan: WorkPlan, scorers: Scorers,
+                    rows: list[dict[str, Any]]) -> tuple[np.ndarray, dict[tuple[str, int], float]]:
+    """One read of the generated images for every scorer that needs pixels: the Inception features of the
+    successful rows in row order (cached beside the images; computed here unless cached) and each image's
+    CLIPScore against the caption it was generated from. Worker threads decode each image once and make
+    both networks' inputs ahead of them (``metrics.inputs``); blocks of ``fid_common.CHUNK`` rows are one
+    Inception batch each and two CLIP chunks of ``SCORE_BATCH``, the batches scored before."""
+    from gill_eval.bench.fid_common import CHUNK, cached_generated_features, generated_features_path, generated_features_writer
+
+    net, weights_sha = scorers.inception
+    path = generated_features_path(plan, rows, weights_sha)
+    features = cached_generated_features(path, rows)
     captions: dict[str, str] = bench.captions  # type: ignore[attr-defined]  # caption benchmarks only
+    prepares = [scorers.clip.prepare] + ([fidlib.fid_uint8] if features is None else [])
     values: dict[tuple[str, int], float] = {}
-    n_ok = sum(r["status"] == "success" for r in rows)
-    batch: list[tuple[tuple[str, int], Image.Image]] = []
-
-    def flush() -> None:
-        keys = [k for k, _ in batch]
-        got = clip_score(scorers.clip, scorers.clip_text, [im for _, im in batch], [captions[e] for e, _ in keys])
-        values.update(zip(keys, got.tolist(), strict=True))
-        progress.advance(task, len(batch))
-        batch.clear()
-
-    with make_progress() as progress:
-        task = progress.add_task(f"CLIPScore {bench.name}", total=n_ok)
-        for row in read_generations(plan, columns=["example_id", "seed", "status", "image"]):
-            if row["status"] == "success":
-                batch.append(((row["example_id"], row["seed"]), decode_image(row["image"], f"{plan.out_dir} {row['example_id']}")))
-                if len(batch) == SCORE_BATCH:
-                    flush()
-        if batch:
-            flush()
-    return _metric_frame("clip_score", rows, values)
+    with contextlib.ExitStack() as stack:
+        write = None
+        if features is None:
+            write = stack.enter_context(generated_features_writer(path, rows, net, scorers.device))
+        progress = stack.enter_context(make_progress())
+        task = progress.add_task(f"score {bench.name} (CLIPScore" + (")" if write is None else ", Inception)"),
+                                 total=sum(r["status"] == "success" for r in rows))
+        for block, inputs in generated_blocks(plan, prepares, CHUNK):
+            if write is not None:
+                write(inputs[1])
+            keys = [(r["example_id"], r["seed"]) for r in block]
+            got = clip_score_prepared(scorers.clip, scorers.clip_text, inputs[0], [captions[e] for e, _ in keys])
+            values.update(zip(keys, got.tolist(), strict=True))
+            progress.advance(task, len(block))
+    return (features if features is not None else np.load(path, mmap_mode="r")), values

@@ -9,11 +9,13 @@ resolves outside the folder (a symlink pointing elsewhere) is refused.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,6 +32,13 @@ MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 class MemberTooLarge(InputError):
     """An archive member or file is larger than ``MAX_MEMBER_BYTES``."""
+
+
+class MemberCorrupt(InputError):
+    """An archive member cannot be read back intact (bad CRC-32, broken compressed stream, encrypted).
+
+    Like an undecodable download, this is that one image's failure (status ``corrupt_member``), not the run's.
+    """
 
 
 def _unsafe_member(name: str) -> bool:
@@ -59,8 +68,12 @@ class ImageSource:
             info = self._zip.getinfo(member)
             if info.file_size > MAX_MEMBER_BYTES:
                 raise MemberTooLarge(f"{self.path}: member {member} is {info.file_size} bytes (limit {MAX_MEMBER_BYTES})")
-            with self._zip.open(info) as fh:
-                data = fh.read(MAX_MEMBER_BYTES + 1)
+            try:
+                with self._zip.open(info) as fh:
+                    data = fh.read(MAX_MEMBER_BYTES + 1)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                # RuntimeError: an encrypted member; NotImplementedError: an unsupported compression method
+                raise MemberCorrupt(f"{self.path}: member {member} is unreadable ({' '.join(str(exc).split())})") from exc
         else:
             file = Path(member)
             if file.stat().st_size > MAX_MEMBER_BYTES:
@@ -135,8 +148,8 @@ def read_tar_member(path: Path, member_name: str) -> bytes:
                     fh = tf.extractfile(info)
                     assert fh is not None
                     return fh.read()
-    except tarfile.TarError as exc:
-        raise InputError(f"{path}: not a readable tar archive ({exc})") from exc
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:  # also a truncated or damaged .gz
+        raise InputError(f"{path}: not a readable tar archive ({' '.join(str(exc).split())})") from exc
     raise InputError(f"{path}: no member named {member_name}")
 
 

@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from gill_eval.console import info
 from gill_eval.datasets.download import DownloadOptions, download_images, retry_failed, retry_history
+from gill_eval.datasets.from_copy import import_images, open_copy
 from gill_eval.datasets.output import PreparedDataset, coverage
 from gill_eval.datasets.sources import resolve_source
 from gill_eval.errors import ConfigError, InputError
@@ -98,25 +99,42 @@ def read_tsv(path: Path) -> pa.Table:
 
 
 def prepare_cc3m(
-    tsv: str, split: str, options: DownloadOptions, retry: bool = False, overwrite: bool = False
+    tsv: str, split: str, options: DownloadOptions, retry: bool = False, overwrite: bool = False,
+    copy: str | None = None, copy_format: str | None = None,
 ) -> dict[str, Any]:
-    """Read the TSV, download its images (resuming), optionally retry failures, write the manifest."""
+    """Read the TSV, download its images (resuming), optionally retry failures, write the manifest.
+
+    With ``copy`` (``--from DIR``) the images come from an existing copy instead (``from_copy``), joined to
+    the TSV's rows; the copy is recorded among the manifest's sources.
+    """
     name = dataset_name(split)
     options = options.with_default_store(DEFAULT_STORE[split])
     source = resolve_source(tsv, data_root() / "sources" / "cc3m")
     table = read_tsv(source.path)
     if table.num_rows == 0:
         raise InputError(f"{source.path}: no rows")
-    prepared = PreparedDataset.open(
-        name, {"sources": {"tsv": source.sha256}, "options": options.content()}, overwrite
-    )
+    if copy is not None and retry:
+        raise ConfigError("--retry-failed downloads again; it does not combine with --from")
+    found = open_copy(copy, copy_format, split) if copy is not None else None
+    sources = {"tsv": source.sha256, **({"from": found.fingerprint()} if found else {})}
+    prepared = PreparedDataset.open(name, {"sources": sources, "options": options.content()}, overwrite)
     prepared.write_examples(table, options.shard_size)
-    download_images(table.select(["key", "url"]), prepared.work_dir, prepared.images_dir, options)
+    imported = None
+    if found is not None:
+        imported = import_images(found, table.select(["key", "caption", "url"]), prepared.work_dir,
+                                 prepared.images_dir, options)
+    else:
+        download_images(table.select(["key", "url"]), prepared.work_dir, prepared.images_dir, options)
     if retry:
         retry_failed(prepared.work_dir, prepared.images_dir, options)
     images = coverage(prepared.images_dir, table.num_rows)
     counts = {"examples": table.num_rows, "images": images, "retries": retry_history(prepared.work_dir)}
+    if imported is not None:
+        counts["imported"] = imported["counts"]
     manifest = Manifest(dataset=name, options={"split": split, **options.record()}, counts=counts)
     manifest.sources.append(source.record())
+    if found is not None:
+        manifest.sources.append(found.record())
     prepared.finish(manifest)
-    return {"dataset": name, "dir": str(prepared.dir), **counts}
+    return {"dataset": name, "dir": str(prepared.dir), **counts,
+            **({"rejected_rows": imported["rejected_rows"]} if imported else {})}

@@ -1,4 +1,4 @@
-"""`gill-eval prepare ...` and `gill-eval export ...`: each dataset module contributes its command.
+"""`gill-eval prepare ...`: each dataset module contributes its command (exports: ``gill_eval.exports.cli``).
 
 This layer only turns options into library calls and prints the result; the work is in the dataset
 modules (cc3m, vist, visdial, coco) and in download (img2dataset).
@@ -15,7 +15,6 @@ import typer
 from gill_eval.datasets.download import DownloadOptions
 
 app = typer.Typer(help="Turn raw files and image URLs into Parquet shards.", no_args_is_help=True)
-export_app = typer.Typer(help="Export prepared data in other tools' layouts.", no_args_is_help=True)
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the counts as JSON on stdout.")]
@@ -70,14 +69,20 @@ def prepare_cc3m_command(
     store: Store = "auto",
     overwrite: Overwrite = False,
     as_json: JsonFlag = False,
+    copy: Annotated[Optional[Path], typer.Option(
+        "--from", help="Import the images from an existing copy (img2dataset output, webdataset shards or a Hugging "
+                       "Face dataset folder) instead of downloading; rows are joined to the TSV by URL.")] = None,
+    copy_format: Annotated[Optional[str], typer.Option(
+        "--from-format", help="img2dataset|webdataset|hf (default: detected from the folder's files).")] = None,
 ) -> None:
-    """CC3M captions and images (img2dataset) into datasets/cc3m-<split>/, with download coverage."""
+    """CC3M captions and images (img2dataset, or --from an existing copy) into datasets/cc3m-<split>/, with coverage."""
     from gill_eval.datasets.cc3m import prepare_cc3m
     from gill_eval.datasets.output import print_summary
 
     options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size, store,
                        spark_master)
-    print_summary(prepare_cc3m(tsv, split, options, retry=retry_failed, overwrite=overwrite), as_json)
+    print_summary(prepare_cc3m(tsv, split, options, retry=retry_failed, overwrite=overwrite,
+                               copy=str(copy) if copy is not None else None, copy_format=copy_format), as_json)
 
 
 @app.command("vist")
@@ -97,6 +102,9 @@ def prepare_vist_command(
     store: Store = "auto",
     overwrite: Overwrite = False,
     as_json: JsonFlag = False,
+    allow_local_urls: Annotated[bool, typer.Option(
+        "--allow-local-urls", help="Also read url_o values that are file:// URLs or local paths (relative to the "
+                                   "SIS file's folder); default: http(s) only. docs/reliability.md.")] = False,
 ) -> None:
     """VIST stories (one row per story) and their url_o photos into datasets/vist/ (val) or vist-<split>/, with coverage."""
     from gill_eval.datasets.output import print_summary
@@ -104,7 +112,8 @@ def prepare_vist_command(
 
     options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size, store,
                        spark_master)
-    print_summary(prepare_vist(sis, split, options, retry=retry_failed, overwrite=overwrite), as_json)
+    print_summary(prepare_vist(sis, split, options, retry=retry_failed, overwrite=overwrite,
+                               allow_local_urls=allow_local_urls), as_json)
 
 
 @app.command("visdial")
@@ -127,41 +136,49 @@ def prepare_visdial_command(
 
 @app.command("coco")
 def prepare_coco_command(
-    captions: Annotated[str, typer.Option("--captions", help="captions_val2014.json (path or URL).")],
-    images: Annotated[Path, typer.Option("--images", help="val2014.zip or its unpacked folder.")],
+    captions: Annotated[str, typer.Option("--captions", help="captions_val2014.json, or with --year 2017 "
+                                                             "captions_val2017.json (path or URL).")],
+    images: Annotated[Path, typer.Option("--images", help="val2014.zip (val2017.zip) or its unpacked folder.")],
     num_captions: Annotated[int, typer.Option("--num-captions", help="Captions to draw for FID-30k.")] = 30_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the caption draw.")] = 0,
+    year: Annotated[int, typer.Option("--year", help="2014: the FID-30k manifest (Table 8) into datasets/coco/; "
+                                                     "2017: the val captioning split (Table 7) into datasets/coco2017/.")] = 2014,
     shard_size: ShardSize = 1000,
     overwrite: Overwrite = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """A seeded COCO caption manifest and the full val2014 reference images into datasets/coco/."""
-    from gill_eval.datasets.coco import prepare_coco
+    """COCO val: a seeded caption manifest and the val2014 images (--year 2014), or the val2017 captions (--year 2017)."""
     from gill_eval.datasets.output import print_summary
+
+    if year == 2017:
+        from gill_eval.datasets.coco2017 import prepare_coco2017
+
+        print_summary(prepare_coco2017(captions, str(images), shard_size=shard_size, overwrite=overwrite), as_json)
+        return
+    if year != 2014:
+        from gill_eval.errors import ConfigError
+
+        raise ConfigError(f"--year {year}: expected 2014 or 2017")
+    from gill_eval.datasets.coco import prepare_coco
 
     summary = prepare_coco(captions, str(images), num_captions, seed, shard_size=shard_size, overwrite=overwrite)
     print_summary(summary, as_json)
 
 
-@export_app.command("gill-layout")
-def export_gill_layout_command(
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write datasets/ and data/ into.")],
-    split: Annotated[str, typer.Option("--split", help="train or val.")],
+@app.command("vqav2")
+def prepare_vqav2_command(
+    questions: Annotated[str, typer.Option("--questions", help="v2_OpenEnded_mscoco_val2014_questions.json (path or URL).")],
+    annotations: Annotated[str, typer.Option("--annotations", help="v2_mscoco_val2014_annotations.json (path or URL).")],
+    train_annotations: Annotated[Optional[str], typer.Option(
+        "--train-annotations", help="v2_mscoco_train2014_annotations.json, for the per-question-type prior baseline.")] = None,
+    overwrite: Overwrite = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Prepared CC3M as the official GILL trainer reads it (cc3m_<split>.tsv with caption/image, image files)."""
-    from gill_eval.console import emit_json
-    from gill_eval.datasets.export import export_gill_layout
+    """VQAv2 val questions and answers into datasets/vqav2/; images are those of `prepare coco` (val2014)."""
+    from gill_eval.datasets.output import print_summary
+    from gill_eval.datasets.vqav2 import prepare_vqav2
 
-    result = export_gill_layout(out_dir, split)
-    if as_json:
-        emit_json(result)
-        return
-    typer.echo(f"{result['rows']} rows -> {result['tsv']} ({result['skipped_without_image']} without image skipped)")
-    typer.echo(f"images in {result['image_dir']}")
-    if result["clip_embs_written"] is None:
-        typer.echo(f"clip_embs/*.npy not written: run `gill-eval features sd-text --dataset {result['dataset']}`, then export again")
-    typer.echo(f"train with: {result['trainer_flags']}")
+    print_summary(prepare_vqav2(questions, annotations, train_annotations, overwrite=overwrite), as_json)
 
 
 @app.command("partiprompts")

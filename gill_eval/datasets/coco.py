@@ -20,8 +20,9 @@ import pyarrow as pa
 from gill_eval.datasets.archive import open_image_source
 from gill_eval.datasets.local_images import write_local_image_shards
 from gill_eval.datasets.output import PreparedDataset, coverage
-from gill_eval.datasets.sources import load_json, require, resolve_source
+from gill_eval.datasets.sources import load_json, resolve_source
 from gill_eval.errors import ConfigError, InputError
+from gill_eval.schema import COCO_CAPTIONS, validate
 from gill_eval.store import Manifest, data_root, sha256_file
 
 NAME = "coco"
@@ -37,26 +38,27 @@ EXAMPLE_SCHEMA = pa.schema([
 
 
 def parse_captions(path: Path, data: Any) -> tuple[list[tuple[int, str]], list[tuple[int, int, str]]]:
-    """(image id, file base name) sorted by id, and (caption id, image id, caption) sorted by caption id."""
-    images_raw = require(data, "images", list, str(path))
-    annotations = require(data, "annotations", list, str(path))
+    """(image id, file base name) sorted by id, and (caption id, image id, caption) sorted by caption id.
+
+    The file is checked against ``schema.COCO_CAPTIONS`` first; what remains are duplicates and dangling ids.
+    """
+    validate(COCO_CAPTIONS, data, path)
     images: dict[int, str] = {}
-    for i, entry in enumerate(images_raw):
+    for i, entry in enumerate(data["images"]):
         where = f"{path}: images[{i}]"
-        image_id = require(entry, "id", int, where)
+        image_id = entry["id"]
         if image_id in images:
             raise InputError(f"{where}: duplicate image id {image_id}")
-        images[image_id] = PurePosixPath(require(entry, "file_name", str, where)).name
+        images[image_id] = PurePosixPath(entry["file_name"]).name
     captions: dict[int, tuple[int, int, str]] = {}
-    for i, entry in enumerate(annotations):
+    for i, entry in enumerate(data["annotations"]):
         where = f"{path}: annotations[{i}]"
-        caption_id = require(entry, "id", int, where)
-        image_id = require(entry, "image_id", int, where)
+        caption_id, image_id = entry["id"], entry["image_id"]
         if caption_id in captions:
             raise InputError(f"{where}: duplicate caption id {caption_id}")
         if image_id not in images:
             raise InputError(f"{where}: image_id {image_id} is not in the file's images list")
-        captions[caption_id] = (caption_id, image_id, require(entry, "caption", str, where).strip())
+        captions[caption_id] = (caption_id, image_id, entry["caption"].strip())
     return sorted(images.items()), [captions[k] for k in sorted(captions)]
 
 

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from gill_eval.console import err_console, info, is_verbose, make_progress, track
 from gill_eval.datasets.archive import MAX_IMAGE_PIXELS
 from gill_eval.datasets.image_store import IMG2DATASET, STORE_MODES, store_images
-from gill_eval.datasets.img2dataset_run import PARENT_ENV, ROW_TICKS_ENV
+from gill_eval.datasets.img2dataset_run import PARENT_ENV, ROW_TICKS_ENV, STORE_ENV
 from gill_eval.datasets.output import IMAGE_SCHEMA
 from gill_eval.errors import ConfigError, GillEvalError, InputError
 from gill_eval.store import UnitOfWork, WorkPlan, atomic_write_json, iter_batches, list_shards, write_shard
@@ -233,6 +233,8 @@ def _run_img2dataset(input_path: Path, raw: Path, n_rows: int, options: Download
     info(f"img2dataset: {n_shards - done} of {n_shards} shard(s) to download into {raw}"
          + ("" if is_verbose() else f" (its messages: {log})"))
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # albumentations would check PyPI on import
+    if options.store != IMG2DATASET:  # img2dataset's workers store what the mode stores (img2dataset_run)
+        env[STORE_ENV] = f"{options.store}:{options.image_size}"
     command = _img2dataset_command(input_path, raw, options)
     if is_verbose():  # img2dataset's own messages on our stderr: stdout is the command's result (--json)
         returncode, start = run_in_own_group(command, env), 0
@@ -301,6 +303,15 @@ def _to_image_table(raw_table: pa.Table) -> pa.Table:
     return table.sort_by("key")
 
 
+def _holds_originals(table: pa.Table) -> bool:
+    """Whether a converted raw shard's successes are original bytes rather than stored images: img2dataset's
+    workers normally store them (``img2dataset_run.STORE_ENV``), but a raw shard left by an older gill-eval, or
+    written by a Spark executor on another machine (without the parent's environment), holds the originals
+    with no width."""
+    ok = pc.equal(table.column("status"), "success")
+    return bool(pc.any(pc.and_(ok, pc.is_null(table.column("width")))).as_py())
+
+
 def _images_plan(images_dir: Path, n_shards: int) -> WorkPlan:
     return WorkPlan(images_dir, [UnitOfWork(f"{i:05d}", i) for i in range(n_shards)])
 
@@ -315,7 +326,8 @@ def _convert(raw: Path, plan: WorkPlan, pending: list[UnitOfWork], options: Down
         table = _to_image_table(pq.read_table(source))
         if table.num_rows != stats["count"]:
             raise InputError(f"{source}: {table.num_rows} rows but its stats say {stats['count']}; pass --overwrite")
-        table = store_images(table, options.store, options.image_size)
+        if options.store != IMG2DATASET and _holds_originals(table):  # workers that did not store (see _holds_originals)
+            table = store_images(table, options.store, options.image_size, workers=len(os.sched_getaffinity(0)))
         path = write_shard(table, images_dir / shard_name(unit.index))
         plan.mark_done(unit, {"rows": table.num_rows}, [path])
     for index in range(len(plan.units)):  # converted: the raw copy of the bytes is no longer needed

@@ -10,7 +10,8 @@
   (``resizes.center_crop_square``); at 256 it is exactly FID's reference input, with no letterbox bars.
 
 For the last two, img2dataset downloads the original bytes untouched (``disable_all_reencoding``) and
-each image is decoded with Pillow here, as the official code decodes it: bytes Pillow cannot open count
+each image is decoded with Pillow by ``store_one``, in img2dataset's download workers
+(``img2dataset_run``), as the official code decodes it: bytes Pillow cannot open count
 as ``decode_error`` (the official scripts skip them too), more pixels than ``MAX_IMAGE_PIXELS`` as
 ``too_many_pixels``. The original bytes only live in img2dataset's raw shards until they are converted.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 from PIL import Image
@@ -29,6 +31,9 @@ from gill_eval.resizes import GILL_INPUT_SIZE, center_crop_square, squash_224
 
 IMG2DATASET = "img2dataset"
 STORE_MODES = (IMG2DATASET, "gill-224", "center-crop")
+# zlib level 1: the same pixels (PNG is lossless at every level), a third of level 6's encode time for files
+# about a quarter larger (docs/protocols.md, "Speed choices that change no number")
+PNG_COMPRESS_LEVEL = 1
 
 
 def _transform(mode: str, size: int) -> Callable[[Image.Image], Image.Image]:
@@ -59,20 +64,25 @@ def store_one(data: bytes, mode: str, size: int) -> tuple[bytes | None, str, str
     except Exception as exc:  # noqa: BLE001 - any decoder failure means the bytes are not a usable image
         return None, "decode_error", f"{type(exc).__name__}: {exc}", None
     buf = io.BytesIO()
-    out.save(buf, format="PNG")
+    out.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue(), "success", None, (width, height)
 
 
-def store_images(table: pa.Table, mode: str, size: int) -> pa.Table:
-    """Replace the original bytes of every 'success' row of an ``images/`` table by what ``mode`` stores."""
+def store_images(table: pa.Table, mode: str, size: int, workers: int = 1) -> pa.Table:
+    """Replace the original bytes of every 'success' row of an ``images/`` table by what ``mode`` stores.
+
+    ``workers`` threads share the rows (Pillow releases the GIL while it decodes, resizes and encodes);
+    each row's result depends on its bytes only, so the table is the same for any number of workers."""
     if mode == IMG2DATASET:
         return table
     columns = {name: table.column(name).to_pylist() for name in
                ("image", "status", "error_message", "width", "height", "original_width", "original_height")}
-    for i, (data, status) in enumerate(zip(columns["image"], columns["status"])):
-        if status != "success" or data is None:
-            continue
-        image, new_status, message, original = store_one(data, mode, size)
+    todo = [i for i, (data, status) in enumerate(zip(columns["image"], columns["status"]))
+            if status == "success" and data is not None]
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="gill-eval-store") as pool:
+        stored = pool.map(lambda i: store_one(columns["image"][i], mode, size), todo)
+        results = list(zip(todo, stored))
+    for i, (image, new_status, message, original) in results:
         columns["image"][i], columns["status"][i], columns["error_message"][i] = image, new_status, message
         side = None if image is None else stored_size(mode, size)
         columns["width"][i], columns["height"][i] = side, side

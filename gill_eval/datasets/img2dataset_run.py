@@ -15,7 +15,8 @@ overall deadline of ``timeout`` seconds (img2dataset's own is per socket read on
 trickles bytes would hold a thread forever); the patch is applied in this process and in the spawned
 pool workers (which import this module as ``__mp_main__``). Where the parent names a ticks file
 (``GILL_EVAL_ROW_TICKS``, multiprocessing only), each finished row appends a byte to it: the parent's progress
-bar counts them.
+bar counts them. Where the parent names a Pillow store mode (``GILL_EVAL_STORE``), the workers store each image
+as that mode does (``_storing_resizer``; benchmarks/results/README.md, prepare cc3m).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 WATCH_INTERVAL_S = 0.2
 PARENT_ENV = "GILL_EVAL_PARENT_PID"  # set by download.run_in_own_group
 ROW_TICKS_ENV = "GILL_EVAL_ROW_TICKS"  # a file to append one byte to per finished row (the parent's progress bar)
+STORE_ENV = "GILL_EVAL_STORE"  # "MODE:SIZE": the workers store what image_store's MODE stores (see _storing_resizer)
 CHUNK = 1 << 16
 _ticks: list[int] = []  # the ticks file's descriptor, opened once per process
 
@@ -86,10 +88,37 @@ def _counting(download_with_retry: Callable[..., Any]) -> Callable[..., Any]:
     return counted
 
 
+def _storing_resizer(store: str) -> Callable[..., Any]:
+    """img2dataset's ``Resizer.__call__`` replaced by ``image_store.store_one`` (``store`` is "MODE:SIZE"): the
+    protocol's crop, resize and PNG encode then run in img2dataset's download workers, in parallel and while
+    other rows download, as its own resize does, instead of in gill-eval's process afterwards. Failures carry
+    the messages ``download.classify`` maps to ``decode_error`` and ``too_many_pixels``."""
+    from gill_eval.datasets.image_store import store_one, stored_size
+
+    mode, size = store.rsplit(":", 1)
+
+    def call(self: Any, img_stream: Any, blurring_bbox_list: Any = None) -> tuple[Any, ...]:
+        image, status, message, original = store_one(img_stream.read(), mode, int(size))
+        if image is None or original is None:
+            prefix = "image area too large" if status == "too_many_pixels" else "image decoding error"
+            return None, None, None, None, None, f"{prefix}: {message}"
+        side = stored_size(mode, int(size))
+        return image, side, side, original[0], original[1], None
+
+    call.stores = store  # type: ignore[attr-defined]
+    return call
+
+
 def _patch_downloader() -> None:
     import img2dataset.downloader
 
     img2dataset.downloader.download_image = download_image
+    store = os.environ.get(STORE_ENV)
+    if store:
+        import img2dataset.resizer
+
+        if getattr(img2dataset.resizer.Resizer.__call__, "stores", None) != store:
+            img2dataset.resizer.Resizer.__call__ = _storing_resizer(store)
     ticks = os.environ.get(ROW_TICKS_ENV)
     if ticks and not _ticks:
         _ticks.append(os.open(ticks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from gill_eval.console import make_progress
-from gill_eval.datasets.archive import ImageSource, MemberTooLarge, check_image
+from gill_eval.datasets.archive import ImageSource, MemberCorrupt, MemberTooLarge, check_image
 from gill_eval.datasets.output import IMAGE_SCHEMA
 from gill_eval.store import UnitOfWork, WorkPlan, write_shard
 from gill_eval.store.shards import shard_name
@@ -28,6 +28,8 @@ def _row(key: str, file_name: str, source: ImageSource) -> dict[str, object]:
         data = source.read(file_name)
     except MemberTooLarge as exc:
         return {**row, "status": "too_large", "error_message": str(exc)}
+    except MemberCorrupt as exc:
+        return {**row, "status": "corrupt_member", "error_message": str(exc)}
     decoded = check_image(data)
     row.update(status=decoded.status, error_message=decoded.error_message, sha256=hashlib.sha256(data).hexdigest())
     if decoded.status == "success":

@@ -15,7 +15,6 @@ starts again), so a folder never mixes shards made from different inputs.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ import pyarrow.compute as pc
 
 from gill_eval.console import info
 from gill_eval.errors import InputError
-from gill_eval.store import Manifest, UnitOfWork, WorkPlan, atomic_write_json, dataset_dir, write_manifest, write_shard
+from gill_eval.store import (Manifest, UnitOfWork, WorkPlan, atomic_write_json, dataset_dir, remove_in_root, write_manifest,
+                             write_shard)
 from gill_eval.store.lock import hold_folder, release_folder
 from gill_eval.store.shards import iter_batches, shard_name
 
@@ -79,7 +79,7 @@ class PreparedDataset:
         hold_folder(folder, f"prepare {name}")  # one writer per dataset: a second run refuses (docs/reliability.md)
         if overwrite and folder.exists():
             info(f"--overwrite: removing {folder}")
-            shutil.rmtree(folder)
+            remove_in_root(folder)  # refused unless it resolves inside the data root (docs/reliability.md)
         if state.is_file():
             old = json.loads(state.read_text(encoding="utf-8"))
             changed = _diff(old, fingerprint)

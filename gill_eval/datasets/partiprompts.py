@@ -91,9 +91,11 @@ def read_tsv(path: Path, columns: list[str]) -> list[list[str]]:
     middle are not (they would shift the row alignment between the four files).
     """
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 ({exc})") from exc
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not UTF-8 ({exc.reason} at byte {exc.start}); save the file as UTF-8") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
     lines = text.split("\n")

@@ -122,7 +122,12 @@ def load_json(path: Path, data: bytes | None = None) -> Any:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raw = data if data is not None else path.read_bytes()
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "save the file as UTF-8") from exc
+    except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits; nesting deeper than Python's stack
+        raise InputError(f"{path}: not usable JSON ({str(exc).split(':')[0]})") from exc
 
 
 def require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -18,9 +18,11 @@ import pyarrow as pa
 from gill_eval.datasets.archive import open_image_source
 from gill_eval.datasets.local_images import write_local_image_shards
 from gill_eval.datasets.output import PreparedDataset, coverage
-from gill_eval.datasets.sources import load_json, require, resolve_source
+from gill_eval.datasets.sources import load_json, resolve_source
 from gill_eval.errors import InputError
+from gill_eval.schema import VISDIAL_DENSE, VISDIAL_DIALOGS, validate
 from gill_eval.store import Manifest, data_root, sha256_file
+from gill_eval.store.names import check_name
 
 EXAMPLE_SCHEMA = pa.schema([
     ("key", pa.string()), ("image_id", pa.int64()), ("caption", pa.string()),
@@ -39,31 +41,27 @@ def _question(text: str) -> str:
 
 
 def parse_dialogs(path: Path, data: Any) -> tuple[str, list[dict[str, Any]]]:
-    """(split name from the file, one example per dialog); errors name the file and the dialog index."""
-    split = require(data, "split", str, str(path))
-    body = require(data, "data", dict, str(path))
-    questions = require(body, "questions", list, f"{path}: data")
-    answers = require(body, "answers", list, f"{path}: data")
-    dialogs = require(body, "dialogs", list, f"{path}: data")
+    """(split name from the file, one example per dialog); checked by ``schema.VISDIAL_DIALOGS``, then indices."""
+    validate(VISDIAL_DIALOGS, data, path)
+    split, questions, answers = data["split"], data["data"]["questions"], data["data"]["answers"]
     examples: list[dict[str, Any]] = []
     first_index: dict[int, int] = {}
-    for i, dialog in enumerate(dialogs):
+    for i, dialog in enumerate(data["data"]["dialogs"]):
         where = f"{path}: data.dialogs[{i}]"
-        image_id = require(dialog, "image_id", int, where)
+        image_id = dialog["image_id"]
         if image_id in first_index:
             raise InputError(f"{where}: image_id {image_id} already used by data.dialogs[{first_index[image_id]}]")
         first_index[image_id] = i
-        caption = require(dialog, "caption", str, where)
-        rounds = require(dialog, "dialog", list, where)
+        caption, rounds = dialog["caption"], dialog["dialog"]
         qs, ans = [], []
         for r, turn in enumerate(rounds):
             at = f"{where}.dialog[{r}]"
-            q = require(turn, "question", int, at)
+            q = turn["question"]
             if not 0 <= q < len(questions):
                 raise InputError(f"{at}: question index {q} outside data.questions (length {len(questions)})")
             qs.append(_question(questions[q]))
             a = turn.get("answer")
-            if a is not None and (not isinstance(a, int) or not 0 <= a < len(answers)):
+            if a is not None and not 0 <= a < len(answers):
                 raise InputError(f"{at}: answer index {a!r} outside data.answers (length {len(answers)})")
             ans.append(answers[a] if a is not None else None)
         examples.append({"key": str(image_id), "image_id": image_id, "caption": caption,
@@ -72,24 +70,21 @@ def parse_dialogs(path: Path, data: Any) -> tuple[str, list[dict[str, Any]]]:
 
 
 def check_dense(path: Path, data: Any, examples: list[dict[str, Any]]) -> int:
-    """Check dense annotations against the dialogs (order, image id, round id); returns the count."""
-    if not isinstance(data, list):
-        raise InputError(f"{path}: expected a JSON list, got {type(data).__name__}")
+    """Check dense annotations (``schema.VISDIAL_DENSE``) against the dialogs (order, image id, round id)."""
+    validate(VISDIAL_DENSE, data, path)
     if len(data) != len(examples):
         raise InputError(f"{path}: {len(data)} entries but the dialogs file has {len(examples)} dialogs")
     for i, (entry, example) in enumerate(zip(data, examples)):
         where = f"{path}: [{i}]"
-        image_id = require(entry, "image_id", int, where)
+        image_id = entry["image_id"]
         if image_id != example["image_id"]:
             raise InputError(f"{where}: image_id {image_id} but dialog {i} has image_id {example['image_id']} "
                              "(dense annotations must follow the dialogs' order)")
-        round_id = require(entry, "round_id", int, where)
+        round_id = entry["round_id"]
         if not 1 <= round_id <= example["rounds"]:
             raise InputError(f"{where}: round_id {round_id} outside 1..{example['rounds']}")
-        key = "gt_relevance" if "gt_relevance" in entry else "relevance"
-        relevance = require(entry, key, list, where)
-        if not all(isinstance(v, (int, float)) for v in relevance):
-            raise InputError(f"{where}: {key} must be a list of numbers")
+        if "gt_relevance" not in entry and "relevance" not in entry:
+            raise InputError(f"{where}: missing key 'gt_relevance' (or 'relevance' in the train file)")
     return len(data)
 
 
@@ -105,7 +100,7 @@ def prepare_visdial(
         dense_source = resolve_source(dense, data_root() / "sources" / "visdial")
         dense_count = check_dense(dense_source.path, load_json(dense_source.path), examples)
         sources.append(dense_source.record())
-    name = dataset_name(split)
+    name = dataset_name(check_name("split", split, f"{source.path}: split"))  # a path component: no "../"
     with open_image_source(images) as image_source:
         images_sha = sha256_file(image_source.path) if image_source.path.is_file() else None
         fingerprint = {"sources": {"dialogs": source.sha256, "images": images_sha or str(image_source.path)},

@@ -21,8 +21,9 @@ import pyarrow as pa
 from gill_eval.datasets.archive import read_tar_member
 from gill_eval.datasets.download import DownloadOptions, download_images, retry_failed, retry_history
 from gill_eval.datasets.output import PreparedDataset, coverage, image_statuses
-from gill_eval.datasets.sources import load_json, require, resolve_source
+from gill_eval.datasets.sources import load_json, resolve_source
 from gill_eval.errors import ConfigError, InputError
+from gill_eval.schema import VIST_SIS, image_url, validate
 from gill_eval.store import Manifest, atomic_write_json, data_root
 
 SPLITS = ("train", "val", "test")
@@ -50,37 +51,17 @@ class SisFile:
     referenced: list[str] = field(default_factory=list)
 
 
-MAX_ORDER = 1000  # positions are 0..4; anything this large is a corrupt file, not a story to count as rejected
-_FIELDS = {
-    "story_id": str,
-    "album_id": str,
-    "photo_flickr_id": str,
-    "worker_arranged_photo_order": int,
-    "text": str,
-    "original_text": str,
-}
-
-
-def parse_sis(path: Path, data: Any) -> SisFile:
-    """Check and group the SIS JSON (already loaded); errors name the file and the annotation index."""
-    annotations = require(data, "annotations", list, str(path))
-    images = require(data, "images", list, str(path))
+def parse_sis(path: Path, data: Any, allow_local_urls: bool = False) -> SisFile:
+    """Check (``schema.VIST_SIS``, the URL rule) and group the SIS JSON (already loaded)."""
+    validate(VIST_SIS, data, path)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for i, entry in enumerate(annotations):
-        where = f"{path}: annotations[{i}]"
-        if not isinstance(entry, list) or len(entry) != 1:
-            raise InputError(f"{where}: expected a one-element list, got {type(entry).__name__} of length "
-                             f"{len(entry) if isinstance(entry, list) else '-'}")
-        row = {key: require(entry[0], key, kind, where + "[0]") for key, kind in _FIELDS.items()}
-        if not 0 <= row["worker_arranged_photo_order"] < MAX_ORDER:  # 10**30 would overflow the int64 columns
-            raise InputError(f"{where}[0]: worker_arranged_photo_order {row['worker_arranged_photo_order']} is not a "
-                             f"photo position (expected 0..{STORY_LENGTH - 1}); fix or remove that annotation")
+    for (row,) in data["annotations"]:
         groups[row["story_id"]].append(row)
     parsed = SisFile()
-    for i, image in enumerate(images):
-        photo = require(image, "id", str, f"{path}: images[{i}]")
-        url = image.get("url_o")
-        parsed.photo_urls[photo] = url if isinstance(url, str) and url else None
+    for i, image in enumerate(data["images"]):
+        url = image.get("url_o") or None
+        where = f"{path}: images[{i}] (id {image['id']!r}): key 'url_o'"
+        parsed.photo_urls[image["id"]] = url and image_url(url, where, path.parent, allow_local_urls)
     seen: set[str] = set()
     for story_id, rows in groups.items():  # dicts keep first-appearance (file) order
         for row in rows:
@@ -139,13 +120,18 @@ def story_coverage(stories: list[dict[str, Any]], status: dict[str, str]) -> dic
 
 
 def prepare_vist(
-    sis: str, split: str, options: DownloadOptions, retry: bool = False, overwrite: bool = False
+    sis: str, split: str, options: DownloadOptions, retry: bool = False, overwrite: bool = False,
+    allow_local_urls: bool = False,
 ) -> dict[str, Any]:
-    """Parse the SIS file, write one row per story, download the referenced photos, record coverage."""
+    """Parse the SIS file, write one row per story, download the referenced photos, record coverage.
+
+    ``url_o`` must be http(s) unless ``allow_local_urls`` (then file:// and local paths, relative to the
+    SIS file's folder, are read too; docs/reliability.md).
+    """
     name = dataset_name(split)
     options = options.with_default_store(DEFAULT_STORE)
     source = resolve_source(sis, data_root() / "sources" / "vist")
-    parsed = parse_sis(source.path, load_sis(source.path, split))
+    parsed = parse_sis(source.path, load_sis(source.path, split), allow_local_urls)
     if not parsed.stories:
         raise InputError(f"{source.path}: no complete 5-photo story ({len(parsed.rejected)} rejected)")
     prepared = PreparedDataset.open(name, {"sources": {"sis": source.sha256}, "options": options.content()}, overwrite)

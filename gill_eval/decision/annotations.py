@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gill_eval.datasets.partiprompts import LABELS
+from gill_eval.annotate.labels import read_collected
+from gill_eval.datasets.partiprompts import LABELS, TRAIN_SIZE, confident_decision, published_split
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.store import dataset_dir, iter_rows, read_manifest
 
@@ -49,9 +50,10 @@ def _dataset(folder: Path | None) -> Path:
 
 
 def load_prompts(folder: Path | None = None) -> Prompts:
-    """Keys and prompts of the prepared PartiPrompts table."""
+    """Keys and prompts of the prepared PartiPrompts table, as the notebook reads them: its ``line.strip()``
+    drops the leading space one prompt has in the TSV (docs/protocols.md, Table 6)."""
     rows = list(iter_rows(_examples(folder), columns=["key", "prompt"]))
-    return Prompts([r["key"] for r in rows], [r["prompt"] for r in rows])
+    return Prompts([r["key"] for r in rows], [r["prompt"].lstrip() for r in rows])
 
 
 def _examples(folder: Path | None) -> Path:
@@ -60,10 +62,13 @@ def _examples(folder: Path | None) -> Path:
     return root / "examples"
 
 
-def load_labelled(folder: Path | None = None, annotations: str = "alignment") -> Labelled:
-    """The usable rows of ``annotations`` with their labels, split and votes."""
+def load_labelled(folder: Path | None = None, annotations: str = "alignment", labels: Path | None = None) -> Labelled:
+    """The usable rows of ``annotations`` with their labels, split and votes; from ``labels`` (a folder
+    written by ``annotate collect``) instead of the prepared table when given."""
     if annotations not in ANNOTATIONS:
         raise ConfigError(f"--annotations {annotations!r}: expected one of {', '.join(ANNOTATIONS)}")
+    if labels is not None:
+        return _load_collected(Path(labels), annotations)
     decision_col, split_col = _COLUMNS[annotations]
     votes_col = f"{annotations}_votes"
     rows = [
@@ -81,4 +86,25 @@ def load_labelled(folder: Path | None = None, annotations: str = "alignment") ->
         splits=np.array([r[split_col] for r in rows]),
         votes=[r[votes_col] for r in rows],
         source_sha256={Path(s["path"]).name: s["sha256"] for s in manifest.sources},
+    )
+
+
+def _load_collected(labels: Path, annotations: str) -> Labelled:
+    """The usable rows of a collected folder, by the paper's agreement rule and split (small studies: 4/5 train)."""
+    collected = read_collected(labels, annotations)
+    decisions = [confident_decision(v) for v in collected.votes]
+    usable = [i for i, d in enumerate(decisions) if d != "same"]
+    if len(usable) < 3:
+        raise InputError(f"{labels}: {len(usable)} usable {annotations} rows under the agreement rule; "
+                         "a train and a val split need at least 3")
+    # the paper's first 600 usable rows, at most four fifths of them: a smaller study keeps a fifth for val
+    # (docs/protocols.md)
+    splits = published_split(decisions, min(TRAIN_SIZE, (4 * len(usable)) // 5))
+    return Labelled(
+        annotations=annotations,
+        keys=[collected.keys[i] for i in usable],
+        labels=np.array([LABELS.index(decisions[i]) for i in usable], dtype=np.int64),
+        splits=np.array([splits[i] for i in usable]),
+        votes=[collected.votes[i] for i in usable],
+        source_sha256=collected.source_sha256,
     )

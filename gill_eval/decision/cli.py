@@ -18,6 +18,10 @@ DatasetOpt = Annotated[
 ]
 AnnotationsOpt = Annotated[str, typer.Option("--annotations", help="alignment (the paper's labels) or realism.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+LabelsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--labels", help="A folder written by `annotate collect` (default: the published PartiPrompts labels)."),
+]
 
 
 def _pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
@@ -78,6 +82,7 @@ def train_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Training seed (the notebook's: 1337).")] = 1337,
     c: Annotated[float, typer.Option("--C", help="Inverse L2 strength of logreg.")] = 1.0,
     dataset: DatasetOpt = None,
+    labels: LabelsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train on the train split; saved in GILL's decision_model.pth.tar format plus the feature fingerprint."""
@@ -86,7 +91,7 @@ def train_cmd(
 
     if classifier not in CLASSIFIERS:
         raise ConfigError(f"--classifier {classifier!r}: expected one of {', '.join(CLASSIFIERS)}")
-    path, summary = run_train(features, classifier, annotations, out, dataset, seed, c)
+    path, summary = run_train(features, classifier, annotations, out, dataset, seed, c, labels)
     if as_json:
         emit_json(summary)
     else:
@@ -118,6 +123,7 @@ def score(
         Optional[str], typer.Option("--label", help="A line under the report's title (e.g. 'Committed example').")
     ] = None,
     dataset: DatasetOpt = None,
+    labels: LabelsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Macro-F1 on the val split for every Table 6 row, threshold sweeps, CIs, and the Markdown report."""
@@ -125,7 +131,8 @@ def score(
     from gill_eval.decision.table6 import Settings
 
     settings = Settings(thresholds=thresholds, bootstrap=bootstrap, random_draws=random_draws, cv=cv, seed=seed)
-    result = run_score(features, model, heuristic, annotations, dataset, settings, report, paper_tables, label)
+    result = run_score(features, model, heuristic, annotations, dataset, settings, report, paper_tables, label,
+                       labels)
     if as_json:
         emit_json(result)
         return

@@ -159,8 +159,9 @@ def markdown(
         best = c.get("best_checkpoint")
         if best is not None:
             lines += [f"Best val F1 over the training checkpoints (every 100 steps and the last; the notebook's "
-                      f"\"Best F1\"): {best['f1']:.4f} at step {best['step']} (t={best['threshold']:.3f}). The "
-                      "saved classifier, scored above, is the final one, as the notebook saves it.", ""]
+                      f"\"Best F1\", at t = 0.5 as the notebook evaluates it): {best['f1']:.4f} at step "
+                      f"{best['step']}. The sweep above is that checkpoint's; the saved classifier is the final "
+                      "one, as the notebook saves it.", ""]
     if rows["heuristic"] is None:
         lines += ["Heuristic: not computed here; it needs `decision features --retrieval-candidates` with CLIP "
                   "image features of a candidate set (e.g. `features clip` on CC3M).", ""]

@@ -12,7 +12,7 @@ from gill_eval import __version__
 from gill_eval.console import info
 from gill_eval.decision import featureset
 from gill_eval.decision.annotations import load_labelled
-from gill_eval.decision.classifier import OFFICIAL_SEED, LinearDecisionModel, load_model, train
+from gill_eval.decision.classifier import OFFICIAL_SEED, LinearDecisionModel, checkpoint_summary, load_model, train
 from gill_eval.decision.features import parse_source
 from gill_eval.decision.featureset import FeatureSet
 from gill_eval.decision.prompt_rows import decision_rows_dir, write_prompt_rows
@@ -21,6 +21,7 @@ from gill_eval.decision.sweep import probability_thresholds, sweep
 from gill_eval.decision.table6 import Settings, evaluate
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.store import data_root
+from gill_eval.store.names import check_name
 
 
 def run_features(
@@ -49,11 +50,12 @@ def run_train(
     dataset: Path | None = None,
     seed: int = OFFICIAL_SEED,
     c: float = 1.0,
+    labels: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Train on the train split (the first 600 usable rows); save in the official format with the feature
     fingerprint. linear-dropout records the notebook's val checkpoints (docs/protocols.md, Table 6)."""
     fs = FeatureSet.read(features)
-    data = load_labelled(dataset, annotations)
+    data = load_labelled(dataset, annotations, labels)
     x, _ = fs.rows(data.keys)
     tr, va = data.subset("train"), data.subset("val")
     info(f"decision train: {classifier} on {len(tr)} {annotations} rows, {x.shape[1]}-d {fs.fingerprint.get('kind')}")
@@ -65,7 +67,7 @@ def run_train(
     val = sweep(data.labels[va], model.probabilities(x[va]), probability_thresholds())
     return out, {"model": str(out), "classifier": classifier, "annotations": annotations, "dim": int(x.shape[1]),
                  "train_rows": int(len(tr)), "val_f1_at_half": val.at_half,
-                 "best_checkpoint": model.meta.get("best_checkpoint")}
+                 "best_checkpoint": checkpoint_summary(model.meta)}
 
 
 def _check_match(model: LinearDecisionModel, fs: FeatureSet, model_path: Path) -> None:
@@ -87,10 +89,11 @@ def run_score(
     report: Path | None = None,
     paper_tables: Path | None = None,
     label: str | None = None,
+    labels: Path | None = None,
 ) -> dict[str, Any]:
     """Every Table 6 row; writes the Markdown report and PNG; returns the result (with ``report`` path)."""
     settings = settings or Settings()
-    data = load_labelled(dataset, annotations)
+    data = load_labelled(dataset, annotations, labels)
     provenance: dict[str, Any] = {"annotations": annotations, "annotation_sha256": data.source_sha256,
                                   "gill_eval_version": __version__, "python": platform.python_version()}
     classifier = None
@@ -121,7 +124,8 @@ def run_score(
         raise ConfigError("--cv needs --model and --features (it retrains that classifier on each fold)")
     result = evaluate(data, settings, classifier, heuristic_scores)
     paper = load_paper_table6(paper_tables)
-    tag = provenance.get("features", {}).get("fingerprint_hash", "baselines")
+    tag = check_name("features tag", provenance.get("features", {}).get("fingerprint_hash", "baselines"),
+                     "decision features provenance (fingerprint_hash)")  # names a report file and a folder
     report = Path(report) if report is not None else data_root() / "reports" / f"decision-{tag}.md"
     write_report(result, paper, provenance, report, label)
     p_ret = classifier[0].p_ret(classifier[2]) if classifier is not None else None

@@ -14,7 +14,13 @@ from sklearn.model_selection import StratifiedKFold
 
 from gill_eval.decision import baselines
 from gill_eval.decision.annotations import Labelled
-from gill_eval.decision.classifier import OFFICIAL_SEED, LinearDecisionModel, train
+from gill_eval.decision.classifier import (
+    OFFICIAL_SEED,
+    LinearDecisionModel,
+    best_checkpoint_model,
+    checkpoint_summary,
+    train,
+)
 from gill_eval.decision.scores import bootstrap_ci, row_counts
 from gill_eval.decision.sweep import predict, probability_thresholds, score_thresholds, sweep
 from gill_eval.errors import ConfigError
@@ -109,10 +115,13 @@ def evaluate(
     cv = None
     if classifier is not None:
         model, val_features, all_features = classifier
-        rows["classifier"] = _sweep_row(y, model.probabilities(val_features), probability_thresholds(s.thresholds), s)
-        for key in ("best_checkpoint", "checkpoints"):
-            if key in model.meta:
-                rows["classifier"][key] = model.meta[key]
+        # the sweep of the notebook's "Best F1" checkpoint (best at t = 0.5), or of the model as saved
+        scored = best_checkpoint_model(model)
+        rows["classifier"] = _sweep_row(y, scored.probabilities(val_features), probability_thresholds(s.thresholds), s)
+        if "checkpoints" in model.meta:
+            rows["classifier"]["checkpoints"] = model.meta["checkpoints"]
+        if "best_checkpoint" in model.meta:
+            rows["classifier"]["best_checkpoint"] = checkpoint_summary(model.meta)
         if s.cv:
             kind = model.meta.get("classifier", "logreg")
             cv = cross_validate(all_features, data.labels, "linear-dropout" if kind == "official" else kind, s,

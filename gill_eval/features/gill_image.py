@@ -18,6 +18,7 @@ import torch
 
 from gill_eval.features.clip_image import ClipImageStage, decode_rows
 from gill_eval.features.runner import FeatureStage
+from gill_eval.resizes import plain_rgb
 
 
 class GillPixels:
@@ -27,7 +28,7 @@ class GillPixels:
         self.processor = processor
 
     def __call__(self, table: pa.Table) -> tuple[list[str | None], torch.Tensor | None]:
-        errors, images = decode_rows(table, lambda img: img.convert("RGB"))
+        errors, images = decode_rows(table, plain_rgb)  # transparency dropped as transformers 4.30 did
         if not images:
             return errors, None
         return errors, self.processor(images=images, return_tensors="pt").pixel_values

@@ -30,11 +30,10 @@ from gill_eval.datasets.catalog import require_prepared
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.features.loader import PrepareFn, Prepared, ShardBatches, batches_in, ordered_batches
 from gill_eval.features.writer import BackgroundWriter, Format, output_path, remove_stale_temporaries
-from gill_eval.store import (Manifest, ShardSpec, UnitOfWork, WorkPlan, atomic_write_json, data_root,
+from gill_eval.store import (Manifest, ShardSpec, UnitOfWork, WorkPlan, atomic_write_json,
                              list_shards, read_manifest, resolve_shard_spec, verify_manifest, write_manifest)
+from gill_eval.store.features import CONFIG_NAME, feature_dir
 from gill_eval.store.work import distributed_barrier, distributed_rank
-
-CONFIG_NAME = "_config.json"
 
 
 class FeatureStage(ABC):
@@ -67,11 +66,6 @@ class FeatureStage(ABC):
     @abstractmethod
     def embedding_array(self, values: np.ndarray, ok: np.ndarray) -> pa.Array:
         """The embedding column for a batch: ``values`` holds the ok rows only, ``ok`` marks them."""
-
-
-def feature_dir(kind: str, dataset: str) -> Path:
-    """``<data_root>/features/<kind>/<dataset>``."""
-    return data_root() / "features" / kind / dataset
 
 
 def resolve_device(text: str) -> torch.device:

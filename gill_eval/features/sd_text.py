@@ -7,7 +7,7 @@ encoder runs without an attention mask, so the padding positions are part of the
 
 Output shards are Arrow IPC files (``NNNNN.arrow``, uncompressed) with columns ``key``, ``status``,
 ``error_message`` and ``embedding``: a ``fixed_size_list<halffloat>[77*768]``. Memory-map them and view
-the values without copying (see ``gill_eval.features.reader.iter_sd_text``).
+the values without copying (see ``gill_eval.store.features.iter_sd_text``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from gill_eval.clip_text import gill_clip_text
 from gill_eval.errors import ConfigError
 from gill_eval.features.runner import FeatureStage
 from gill_eval.models.weights import fingerprint, load_sd_text_encoder
@@ -37,7 +38,8 @@ class CaptionTokenizer:
     def __call__(self, table: pa.Table) -> tuple[list[str | None], torch.Tensor | None]:
         captions = table.column("caption").to_pylist()
         errors = [None if isinstance(c, str) else "missing caption" for c in captions]
-        texts = [c for c in captions if isinstance(c, str)]
+        # GILL's preprocess_sd_embeddings.py tokenised under transformers 4.30 without ftfy (gill_eval/clip_text.py)
+        texts = [gill_clip_text(c) for c in captions if isinstance(c, str)]
         if not texts:
             return errors, None
         # No attention mask: the encoder runs without one, and building it cost ~40% of the worker's time.
@@ -82,7 +84,9 @@ class SdTextStage(FeatureStage):
         self.schema = pa.schema([("key", pa.string()), ("status", pa.string()), ("error_message", pa.string()),
                                  field])
         self._config = {"model": model, "weights_sha256": _sd_fingerprint(model), "precision": precision,
-                        "seq_len": SEQ_LEN, "hidden": self.hidden}
+                        "seq_len": SEQ_LEN, "hidden": self.hidden,
+                        # recorded so that targets tokenised before the clean-up are not reused (docs/protocols.md)
+                        "text_cleanup": "gill"}
 
     @property
     def prepare(self) -> CaptionTokenizer:

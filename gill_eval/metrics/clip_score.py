@@ -46,3 +46,11 @@ def clip_score(images: ClipImageEmbedder, texts: ClipTextEmbedder, generated: Se
     if len(generated) != len(prompts):
         raise ValueError(f"{len(generated)} images but {len(prompts)} prompts")
     return SCALE * np.maximum(cosine_rows(images.embed(generated), texts.embed(prompts)), 0.0)
+
+
+def clip_score_prepared(images: ClipImageEmbedder, texts: ClipTextEmbedder, inputs: Sequence[torch.Tensor],
+                        prompts: Sequence[str]) -> np.ndarray:
+    """``clip_score`` of images already turned into network inputs by ``images.prepare``."""
+    if len(inputs) != len(prompts):
+        raise ValueError(f"{len(inputs)} images but {len(prompts)} prompts")
+    return SCALE * np.maximum(cosine_rows(images.embed_prepared(inputs), texts.embed(prompts)), 0.0)

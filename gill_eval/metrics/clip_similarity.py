@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gill_eval.metrics.inputs import ordered_map
+from gill_eval.resizes import plain_rgb
+
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 T = TypeVar("T")
 
@@ -40,11 +43,18 @@ class ClipImageEmbedder:
         self.precision = precision
         self.batch_size = batch_size
 
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """L2-normalised float32 embeddings, shape (N, D)."""
-        return embed_in_chunks(images, self.batch_size, self.device, self.precision,
-                               lambda chunk: self.model.encode_image(torch.stack([self.preprocess(im.convert("RGB"))
-                                                                                  for im in chunk]).to(self.device)))
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """One image as the network's input (CHW float32); thread-safe, so workers can run it ahead."""
+        return self.preprocess(image.convert("RGB"))
+
+    def embed(self, images: Sequence[Image.Image], workers: int | None = None) -> np.ndarray:
+        """L2-normalised float32 embeddings, shape (N, D); inputs prepared in ``workers`` threads (``metrics.inputs``)."""
+        return self.embed_prepared(list(ordered_map(self.prepare, images, workers)))
+
+    def embed_prepared(self, inputs: Sequence[torch.Tensor]) -> np.ndarray:
+        """Embeddings of inputs made by ``prepare``, in fixed chunks of ``batch_size``."""
+        return embed_in_chunks(inputs, self.batch_size, self.device, self.precision,
+                               lambda chunk: self.model.encode_image(torch.stack(list(chunk)).to(self.device)))
 
 
 @torch.no_grad()
@@ -79,7 +89,9 @@ def official_clip_preprocess(model: torch.nn.Module) -> Callable[[Image.Image], 
                                       image_mean=list(cfg["mean"]), image_std=list(cfg["std"]))
 
     def preprocess(image: Image.Image) -> torch.Tensor:
-        return processor(images=[image], return_tensors="pt").pixel_values[0]
+        # Pillow's plain RGB conversion first, as transformers 4.30's processor did: transformers 5 paints
+        # transparent pixels white instead (docs/protocols.md, "Environments")
+        return processor(images=[plain_rgb(image)], return_tensors="pt").pixel_values[0]
 
     return preprocess
 

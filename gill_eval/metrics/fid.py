@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import PIL
 import torch
 import torch_fidelity
 from PIL import Image
@@ -27,6 +28,7 @@ from torch_fidelity.metric_fid import fid_statistics_to_metric
 
 from gill_eval.console import info
 from gill_eval.errors import InputError
+from gill_eval.metrics.inputs import blocks_of, ordered_map
 from gill_eval.models.weights import resolve
 from gill_eval.resizes import center_crop_square
 from gill_eval.store import atomic_path, cache_root, sha256_file
@@ -34,7 +36,10 @@ from gill_eval.store import atomic_path, cache_root, sha256_file
 EXTRACTOR = "inception-v3-compat"
 FEATURE_DIM = 2048
 FID_SIZE = 256
-RESIZE_MODE = f"center-crop square, PIL LANCZOS to {FID_SIZE}x{FID_SIZE}, uint8 (then torch-fidelity TF1 bilinear to 299)"
+# The resizer (gill_eval.resizes.center_crop_square) and the Pillow that ran it: Pillow 13 resamples
+# differently (docs/protocols.md, "Environments"), so cached reference statistics are keyed by its version.
+RESIZE_MODE = (f"gill_eval.resizes.center_crop_square: PIL {PIL.__version__} LANCZOS to {FID_SIZE}x{FID_SIZE}, uint8 "
+               "(then torch-fidelity TF1 bilinear to 299)")
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 
@@ -97,16 +102,21 @@ def fid_uint8(image: Image.Image) -> np.ndarray:
 
 
 @torch.no_grad()
+def inception_batch(net: FeatureExtractorInceptionV3, arrays: Sequence[np.ndarray], device: str = "cpu") -> np.ndarray:
+    """Features of one batch of ``fid_uint8`` arrays: float32, (len(arrays), 2048)."""
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous().to(device)
+    (feats,) = net(x)
+    return feats.float().cpu().numpy()
+
+
 def extract_features(
-    net: FeatureExtractorInceptionV3, images: Sequence[Image.Image], device: str = "cpu", batch_size: int = 32
+    net: FeatureExtractorInceptionV3, images: Sequence[Image.Image], device: str = "cpu", batch_size: int = 32,
+    workers: int | None = None,
 ) -> np.ndarray:
-    """2048-d pool features, float32, (N, 2048), in fixed chunks of ``batch_size``."""
-    out = []
-    for start in range(0, len(images), batch_size):
-        arr = np.stack([fid_uint8(im) for im in images[start : start + batch_size]])
-        x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().to(device)
-        (feats,) = net(x)
-        out.append(feats.float().cpu().numpy())
+    """2048-d pool features, float32, (N, 2048), in fixed chunks of ``batch_size``; the crops and resizes run
+    in ``workers`` threads ahead of the network (``metrics.inputs``)."""
+    out = [inception_batch(net, block, device)
+           for block in blocks_of(ordered_map(fid_uint8, images, workers), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), dtype=np.float32)
 
 

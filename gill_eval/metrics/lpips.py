@@ -21,6 +21,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from gill_eval.errors import InputError
+from gill_eval.metrics.inputs import ordered_map
 from gill_eval.models.weights import resolve
 
 LPIPS_SIZE = 256
@@ -96,14 +97,26 @@ class LpipsScorer:
         self.device = device
         self.batch_size = batch_size
 
-    @torch.no_grad()
-    def score(self, generated: Sequence[Image.Image], reference: Sequence[Image.Image]) -> np.ndarray:
-        """Per-pair LPIPS distances, float64, shape (N,)."""
+    @staticmethod
+    def prepare(image: Image.Image) -> torch.Tensor:
+        """One image as the network's input, (1, 3, 256, 256); thread-safe, so workers can run it ahead."""
+        return to_lpips_tensor([image])
+
+    def score(self, generated: Sequence[Image.Image], reference: Sequence[Image.Image],
+              workers: int | None = None) -> np.ndarray:
+        """Per-pair LPIPS distances, float64, shape (N,); inputs prepared in ``workers`` threads (``metrics.inputs``)."""
         if len(generated) != len(reference):
             raise ValueError(f"{len(generated)} generated images but {len(reference)} references")
+        pairs = list(ordered_map(lambda pair: (self.prepare(pair[0]), self.prepare(pair[1])),
+                                 zip(generated, reference), workers))
+        return self.score_prepared([a for a, _ in pairs], [b for _, b in pairs])
+
+    @torch.no_grad()
+    def score_prepared(self, generated: Sequence[torch.Tensor], reference: Sequence[torch.Tensor]) -> np.ndarray:
+        """Per-pair distances of inputs made by ``prepare``, in fixed chunks of ``batch_size``."""
         out = []
         for start in range(0, len(generated), self.batch_size):
-            a = to_lpips_tensor(generated[start : start + self.batch_size]).to(self.device)
-            b = to_lpips_tensor(reference[start : start + self.batch_size]).to(self.device)
+            a = torch.cat(list(generated[start : start + self.batch_size])).to(self.device)
+            b = torch.cat(list(reference[start : start + self.batch_size])).to(self.device)
             out.append(self.net(a, b).reshape(-1).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)

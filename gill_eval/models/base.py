@@ -36,12 +36,14 @@ GENERATE = "generate"
 RETRIEVE = "retrieve"
 DECIDE = "decide"
 ACCEPTS_IMAGES = "accepts_images"
-ALL_CAPABILITIES = (GENERATE, RETRIEVE, DECIDE, ACCEPTS_IMAGES)
+TEXT = "text"
+ALL_CAPABILITIES = (GENERATE, RETRIEVE, DECIDE, ACCEPTS_IMAGES, TEXT)
 _ABILITY = {
     GENERATE: "generate images",
     RETRIEVE: "embed queries and images for retrieval",
     DECIDE: "produce decision features",
     ACCEPTS_IMAGES: "take images in its context",
+    TEXT: "answer in text",
 }
 
 
@@ -209,6 +211,25 @@ class Model:
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """L2-normalised retrieval embeddings of candidate images, shape (N, D), float32."""
         raise self._unsupported(RETRIEVE)
+
+    def generate_text(self, contexts: Sequence[Context], seeds: Sequence[int], max_new_tokens: int) -> list[str]:
+        """One text answer per context, at most ``max_new_tokens`` new tokens each (capability ``TEXT``).
+
+        Greedy unless the model's options say otherwise; ``seeds[i]`` seeds a CPU generator for context ``i``
+        alone (a sampling model must draw from it, so a batch equals single calls). Call
+        ``check_text_args`` first."""
+        raise self._unsupported(TEXT)
+
+    def check_text_args(self, contexts: Sequence[Context], seeds: Sequence[int], max_new_tokens: int) -> None:
+        """Shared argument checks of ``generate_text``."""
+        if not self.can(TEXT):
+            raise self._unsupported(TEXT)
+        if len(contexts) != len(seeds):
+            raise GillEvalError(f"model {self.name!r}: {len(contexts)} contexts but {len(seeds)} seeds")
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={max_new_tokens}: must be at least 1")
+        for context in contexts:
+            self.check_context(context)
 
     def decision_features(self, prompts: Sequence[str]) -> np.ndarray:
         """Per-prompt features for the retrieve-or-generate classifier, shape (N, D), float32."""

@@ -21,6 +21,7 @@ from typing import Any, Literal, Union
 
 from gill_eval.errors import ConfigError
 from gill_eval.models.base import Model
+from gill_eval.store.names import check_name
 
 GROUP = "gill_eval.models"
 
@@ -70,6 +71,7 @@ def model_class(name: str) -> type[Model]:
         raise ConfigError(f"model {name!r} ({ep.value}) failed to import: {type(exc).__name__}: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Model)):
         raise ConfigError(f"model {name!r}: entry point {ep.value} is not a gill_eval.models.base.Model subclass")
+    check_name("model name", name, f"entry point {ep.value}")  # plugin names reach paths (docs/reliability.md)
     if cls.name != name:
         raise ConfigError(
             f"model {name!r}: entry point {ep.value} declares name = {cls.name!r}; set name = {name!r} on the class"

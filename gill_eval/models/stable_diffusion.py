@@ -29,6 +29,7 @@ from gill_eval.models.base import (
     truncation_stats,
     weights_fingerprint,
 )
+from gill_eval.clip_text import clean_prompts
 from gill_eval.models.pixels import finite_pil, non_finite_cause, require_finite
 from gill_eval.models.sampler import SamplerOptions
 
@@ -43,6 +44,8 @@ class SDOptions(SamplerOptions):
     height: int = option(512, "image height in pixels (multiple of 8)")
     width: int = option(512, "image width in pixels (multiple of 8)")
     dtype: Optional[Literal["fp16", "fp32", "bf16"]] = option(None, "weights dtype (default: fp16 on GPU, fp32 on CPU)")
+    text_cleanup: Literal["gill", "none"] = option(
+        "gill", "prompt text clean-up before CLIP's BPE: gill (GILL's transformers 4.30 without ftfy) or none")
     device: Optional[str] = option(None, "torch device (default: cuda if available, else cpu)", runtime=True)
     batch_size: int = option(8, "images per pipeline call (results do not depend on it)", runtime=True)
 
@@ -113,7 +116,8 @@ class StableDiffusionModel(Model):
     def truncated(self, prompts: Sequence[str]) -> list[bool]:
         """Whether each prompt exceeds the CLIP tokenizer's limit (77 with start and end tokens)."""
         tokenizer = self.pipe.tokenizer
-        ids = tokenizer(list(prompts), truncation=False, verbose=False)["input_ids"]
+        ids = tokenizer(clean_prompts(list(prompts), self.options.text_cleanup), truncation=False,
+                        verbose=False)["input_ids"]
         return [len(seq) > tokenizer.model_max_length for seq in ids]
 
     def pipeline_kwargs(self) -> dict[str, Any]:
@@ -132,7 +136,7 @@ class StableDiffusionModel(Model):
         images: list[Image.Image | None] = []
         nsfw = 0
         for start in range(0, len(prompts), size):
-            chunk = prompts[start : start + size]
+            chunk = clean_prompts(prompts[start : start + size], self.options.text_cleanup)  # docs/protocols.md
             generators = [cpu_generator(seed) for seed in seeds[start : start + size]]
             # floats, so that NaN/inf is seen before the uint8 cast turns it black (docs/reliability.md)
             out = self.pipe(prompt=chunk, generator=generators, output_type="np", **self.pipeline_kwargs())

@@ -43,7 +43,7 @@ _PREPROCESS_CFG = {
     "interpolation": "bicubic",
     "resize_mode": "shortest",
 }
-_BUILD_VERSION = 2  # bump when a builder changes, so stale caches are not reused
+_BUILD_VERSION = 3  # bump when a builder changes, so stale caches are not reused
 
 
 def build_clip_tokenizer() -> CLIPTokenizer:
@@ -167,12 +167,12 @@ def tiny_sd_dir(root: Path | None = None, seed: int = 0) -> Path:
     return cached_build("sd", root, seed, build)
 
 
-#: The file of a GLIDE weights folder that changes glide-text2im's default architectures (tiny-glide's only;
-#: models/glide.py reads it).
+#: The file of a GLIDE weights folder that changes GLIDE's default settings (tiny-glide's only;
+#: models/glide/adapter.py reads it).
 GLIDE_CONFIG = "glide_config.json"
-#: Overrides of glide-text2im's own ``model_and_diffusion_defaults()`` (``base``) and
-#: ``model_and_diffusion_defaults_upsampler()`` (``upsample``) for the tiny GLIDE: the real 64x64 base
-#: architecture, tokenizer and 128-token context at small widths (32 channels: the package's GroupNorm
+#: Overrides of GLIDE's default settings (models/glide/config.py, glide-text2im's own:
+#: ``BASE_DEFAULTS`` for ``base``, ``UPSAMPLE_DEFAULTS`` for ``upsample``) for the tiny GLIDE: the real 64x64
+#: base architecture, tokenizer and 128-token context at small widths (32 channels: GLIDE's GroupNorm
 #: needs 32 groups), and an upsampler to 128x128 instead of 256x256 so that it samples in seconds on a CPU.
 TINY_GLIDE_OVERRIDES: dict[str, dict] = {
     "base": {"num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,1,2,2", "num_head_channels": 32,
@@ -183,27 +183,26 @@ TINY_GLIDE_OVERRIDES: dict[str, dict] = {
 }
 
 
-#: Parameters that glide-text2im creates with ``torch.empty`` (the released weights overwrite them): left
-#: as they are they hold whatever memory held, NaN included, which made tiny upsampler images all NaN.
+#: The text embeddings that the released weights set and the network leaves unset (zeros here).
 GLIDE_UNINITIALISED = frozenset({"positional_embedding", "padding_embedding"})
 
 
 def tiny_glide_dir(root: Path | None = None, seed: int = 0) -> Path:
     """A folder laid out like the staged official GLIDE weights (``base.pt``, ``upsample.pt``: state dicts
-    written with ``torch.save``) plus ``glide_config.json`` with ``TINY_GLIDE_OVERRIDES``; needs
-    glide-text2im. GLIDE zero-initialises its output layers (images would not depend on the text), so the
-    parameters that start at zero, and those it leaves uninitialised, are drawn small and random. Load it with ``load_model("tiny-glide")`` or
-    ``load_model("glide", {"weights": str(d)})``.
+    written with ``torch.save``) plus ``glide_config.json`` with ``TINY_GLIDE_OVERRIDES``, built by gill-eval's
+    own GLIDE. The parameters that are zero after construction (norm biases) and the text embeddings that
+    only released weights set are drawn small and random, so that every weight matters.
+    Load it with ``load_model("tiny-glide")`` or ``load_model("glide", {"weights": str(d)})``.
     """
 
     def build(folder: Path) -> None:
-        from glide_text2im.model_creation import (create_model_and_diffusion, model_and_diffusion_defaults,
-                                                  model_and_diffusion_defaults_upsampler)
+        from gill_eval.models.glide.config import BASE_DEFAULTS, UPSAMPLE_DEFAULTS
+        from gill_eval.models.glide.config import build as build_glide
 
-        defaults = {"base": model_and_diffusion_defaults(), "upsample": model_and_diffusion_defaults_upsampler()}
+        defaults = {"base": BASE_DEFAULTS, "upsample": UPSAMPLE_DEFAULTS}
         torch.manual_seed(seed)
         for name, config in defaults.items():
-            model, _ = create_model_and_diffusion(**{**config, **TINY_GLIDE_OVERRIDES[name], "use_fp16": False})
+            model, _ = build_glide({**config, **TINY_GLIDE_OVERRIDES[name], "use_fp16": False})
             with torch.no_grad():
                 for param_name, param in model.named_parameters():
                     if param_name in GLIDE_UNINITIALISED or not param.any():

@@ -11,6 +11,7 @@ image by its stem. Partial runs (``--limit``) get their own pages and are never 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from gill_eval.bench.results import SCORES_FILE
+from gill_eval.bench.results import SCORES_FILE, load_scores
 from gill_eval.console import make_progress
 from gill_eval.errors import GillEvalError
 from gill_eval.report.generated import is_generation_result, iter_generated, safe_name
@@ -51,6 +52,11 @@ def partial_tag(result: dict[str, Any]) -> str:
 
 def page_slug(benchmark: str, context: str, tag: str = "") -> str:
     return safe_name("-".join(p for p in (benchmark, context, tag) if p))
+
+
+def natural_key(text: str) -> list[str | int]:
+    """Sort key reading digit runs as numbers, so contexts order as r1, r5, r10 (not r1, r10, r5)."""
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"([0-9]+)", text))]
 
 
 def _finite(value: Any) -> float | None:
@@ -203,6 +209,53 @@ def retrieval_page(results: list[dict[str, Any]], files: ImageFiles) -> Page:
     return Page(page_slug("table5", "", tag), title, "retrieval", NAME, CONTEXT, data, first.get("limit") or 0)
 
 
+def text_page(results: list[dict[str, Any]], files: ImageFiles) -> Page:
+    """Table 7: per example the image and prompt, the references, and each model's answer with its score."""
+    from gill_eval.bench.api import make_benchmark
+    from gill_eval.bench.text import read_answers
+
+    first = results[0]
+    tag = partial_tag(first)
+    bench = make_benchmark(first["benchmark"])
+    bench.limit = first.get("limit")
+    bench.options = {**bench.options, **{k: v for k, v in first.get("protocol", {}).items() if k in bench.options}}
+    primary = "vqa_accuracy" if "vqa_accuracy" in first.get("metrics", {}) else "cider"
+    labels = sorted({r["model"]["label"] for r in results})
+    answers = {r["model"]["label"]: read_answers(r) for r in results}
+    scores = {}
+    for r in results:
+        frame = load_scores(r, primary)
+        scores[r["model"]["label"]] = {(str(e), int(s)): {primary: float(v)}
+                                       for e, s, v in zip(frame["example_id"], frame["seed"], frame["value"], strict=True)}
+    rows, note = [], None
+    try:
+        examples = bench.selected()
+    except GillEvalError as exc:
+        examples, note = [], f"examples unavailable ({exc})"
+    for start in range(0, len(examples), CONTEXT_CHUNK):
+        chunk = examples[start:start + CONTEXT_CHUNK]
+        for example, context in zip(chunk, bench.contexts(chunk), strict=True):
+            eid = example["key"]
+            given = list(example.get("captions") or example.get("answers") or [])
+            refs = [ref if given.count(ref) == 1 else f"{ref} (x{given.count(ref)})" for ref in dict.fromkeys(given)]
+            cells, keys = {}, []
+            for label in labels:
+                frame = answers[label][answers[label]["example_id"] == eid]
+                cells[label] = [{"s": int(seed), "a": answer, "v": _finite(scores[label].get((eid, int(seed)), {}).get(primary))}
+                                for seed, answer in zip(frame["seed"], frame["answer"], strict=True)]
+                values = [c["v"] for c in cells[label] if c["v"] is not None]
+                keys.append(sum(values) / len(values) if values else None)
+            rows.append({"id": eid, "ctx": [{"img": files.dataset_image(context[0])}, {"text": context[1]}],
+                         "refs": refs, "cells": cells, "k": keys,
+                         "q": " ".join([eid, context[1], *refs, *(c["a"] for cs in cells.values() for c in cs)])})
+    title = f"Table 7. {first['benchmark']}" + (f" (partial: first {first['limit']})" if tag else "")
+    data = {"kind": "text", "title": title, "labels": labels, "rows": rows, "note": note, "metric": primary,
+            "keys": [{"id": f"{primary}|{label}", "title": f"{primary} {label}", "higher": True} for label in labels],
+            "meaningless": any(r.get("meaningless") for r in results), "partial": bool(tag)}
+    return Page(page_slug(first["benchmark"], first["context"], tag), title, "text", first["benchmark"],
+                first["context"], data, first.get("limit") or 0)
+
+
 def decision_pages(results_dir: Path) -> list[Page]:
     """Table 6: one page per ``decision score`` output found under ``<results>/decision/``."""
     import json
@@ -236,16 +289,24 @@ def decision_pages(results_dir: Path) -> list[Page]:
 
 def build_pages(results: list[dict[str, Any]], results_dir: Path, files: ImageFiles) -> list[Page]:
     """Every page the results support, in report order (Tables 1, 2, 5, FID, then Table 6)."""
-    from gill_eval.bench.registry import RETRIEVAL, benchmarks
+    from gill_eval.bench.registry import RETRIEVAL, TEXT, benchmarks
 
     specs = {spec.name: spec for spec in benchmarks()}
     retrieval = {name for name, spec in specs.items() if spec.kind == RETRIEVAL}
+    text = {name for name, spec in specs.items() if spec.kind == TEXT}
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in results:
-        if is_generation_result(r) or (r.get("status") == "ok" and r.get("benchmark") in retrieval):
+        if is_generation_result(r) or (r.get("status") == "ok" and r.get("benchmark") in retrieval | text):
             groups.setdefault((r["benchmark"], r["context"], partial_tag(r)), []).append(r)
     order = {name: spec.order for name, spec in specs.items()}
     pages = []
-    for (benchmark, _context, _tag), group in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 1000), kv[0])):
-        pages.append(retrieval_page(group, files) if benchmark in retrieval else generation_page(group, files))
+    def page_order(item: tuple[tuple[str, str, str], Any]) -> tuple[Any, ...]:
+        (benchmark, context, tag), _ = item
+        return order.get(benchmark, 1000), benchmark, natural_key(context), tag
+
+    for (benchmark, _context, _tag), group in sorted(groups.items(), key=page_order):
+        if benchmark in text:
+            pages.append(text_page(group, files))
+        else:
+            pages.append(retrieval_page(group, files) if benchmark in retrieval else generation_page(group, files))
     return pages + decision_pages(results_dir)

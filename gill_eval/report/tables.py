@@ -9,6 +9,7 @@ paired bootstrap over the (example, seed) pairs both models have.
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -122,6 +123,9 @@ def _delta(base: dict | None, other: dict | None, metric: str) -> tuple[str, dic
 
 def render_table(layout: Layout, results: list[dict[str, Any]], baseline: str | None, paper: dict[str, Any]) -> RenderedTable | None:
     """One paper table; None when no result feeds it."""
+    if layout.render is not None:
+        module, _, function = layout.render.partition(":")
+        return getattr(importlib.import_module(module), function)(layout, results, baseline, paper)
     mine = [r for r in results if r["benchmark"] == layout.benchmark]
     if not mine:
         return None

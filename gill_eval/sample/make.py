@@ -3,8 +3,9 @@
 The annotation files (VIST SIS, VisDial v1.0, COCO captions, header-less CC3M TSVs) are committed under
 ``gill_eval/sample/files/`` exactly in the published formats, with unmodified copies of the four
 PartiPrompts/GILL decision files (Apache-2.0, served so that their pinned sha256 is checked); image URLs in them point at
-``http://127.0.0.1:__PORT__/``, replaced here by the port of the loopback server that serves the
-sample. The images are drawn from their names (deterministic, a few kB each), so no binary files are
+``SAMPLE_ORIGIN``, a host name that never resolves: the quickstart's loopback server answers for it as
+the HTTP proxy of the downloads, so the files, and every hash made from them, are the same whatever port
+the server got. The images are drawn from their names (deterministic, a few kB each), so no binary files are
 committed. Some names deliberately have no image, to show failures in the coverage reports.
 """
 
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-PORT_TOKEN = "__PORT__"
+SAMPLE_ORIGIN = "http://gill-eval-sample.invalid"
+"""Scheme and host of every image URL in the sample files (``.invalid`` is reserved: never resolved, never
+reached on the network; only through the quickstart's proxy)."""
 
 CC3M_IMAGES = [f"cc3m/{i:03d}.jpg" for i in range(12)]
 """Served: rows 0..11 of the TSVs; the TSVs also name two files that do not exist (404)."""
@@ -31,6 +34,10 @@ VIST_PHOTOS = [f"vist/{pid}.jpg" for pid in (
 """Served photos; photo 7107 is referenced with a url_o that 404s, photo 7108 has no url_o."""
 VISDIAL_IMAGE_IDS = (185565, 284024, 378466)
 COCO_IMAGE_IDS = (42, 73, 139, 285)
+COCO2017_IMAGE_IDS = (139, 285)
+"""val2017 images served; the captions file also names image 632, which is missing (coverage shows it)."""
+VQAV2_FILES = ("v2_OpenEnded_mscoco_val2014_questions.json", "v2_mscoco_val2014_annotations.json",
+               "v2_mscoco_train2014_annotations.json")
 
 
 def synthetic_image(name: str, size: tuple[int, int] = (96, 72), fmt: str = "JPEG") -> bytes:
@@ -70,11 +77,16 @@ class Sample:
     visdial_images: Path
     coco_captions: Path
     coco_images: Path
+    coco2017_captions: Path
+    coco2017_images: Path
+    vqav2_questions: Path
+    vqav2_annotations: Path
+    vqav2_train_annotations: Path
     partiprompts_url_path: str
 
 
-def build_sample(dest: Path, port: int) -> Sample:
-    """Write the sample into ``dest`` with image URLs on ``127.0.0.1:port``."""
+def build_sample(dest: Path) -> Sample:
+    """Write the sample into ``dest`` (image URLs on ``SAMPLE_ORIGIN``; the images under ``dest/served``)."""
     dest.mkdir(parents=True, exist_ok=True)
     files = resources.files("gill_eval.sample") / "files"
     served = dest / "served"
@@ -82,13 +94,10 @@ def build_sample(dest: Path, port: int) -> Sample:
         target = served / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(synthetic_image(rel, _size(rel)))
-    for rel in ("cc3m/train.tsv", "cc3m/val.tsv", "vist/val.story-in-sequence.json"):
-        text = (files / rel).read_text(encoding="utf-8").replace(PORT_TOKEN, str(port))
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8", newline="\n")
-    for rel in ("visdial/visdial_1.0_val.json", "visdial/visdial_1.0_val_dense_annotations.json",
-                "coco/annotations/captions_val2014.json"):
+    for rel in ("cc3m/train.tsv", "cc3m/val.tsv", "vist/val.story-in-sequence.json",
+                "visdial/visdial_1.0_val.json", "visdial/visdial_1.0_val_dense_annotations.json",
+                "coco/annotations/captions_val2014.json", "coco/annotations/captions_val2017.json",
+                *(f"vqav2/{name}" for name in VQAV2_FILES)):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((files / rel).read_bytes())
@@ -110,6 +119,13 @@ def build_sample(dest: Path, port: int) -> Sample:
     for image_id in COCO_IMAGE_IDS:
         name = f"COCO_val2014_{image_id:012d}.jpg"
         (coco_dir / name).write_bytes(synthetic_image(name, _size(name)))
+    coco2017_dir = dest / "coco" / "val2017"
+    if coco2017_dir.exists():
+        shutil.rmtree(coco2017_dir)
+    coco2017_dir.mkdir(parents=True)
+    for image_id in COCO2017_IMAGE_IDS:
+        name = f"{image_id:012d}.jpg"
+        (coco2017_dir / name).write_bytes(synthetic_image(f"val2017/{name}", _size(name)))
     return Sample(
         root=dest, served=served,
         cc3m_train=dest / "cc3m/train.tsv", cc3m_val=dest / "cc3m/val.tsv",
@@ -118,5 +134,8 @@ def build_sample(dest: Path, port: int) -> Sample:
         visdial_dense=dest / "visdial/visdial_1.0_val_dense_annotations.json",
         visdial_images=visdial_zip,
         coco_captions=dest / "coco/annotations/captions_val2014.json", coco_images=coco_dir,
+        coco2017_captions=dest / "coco/annotations/captions_val2017.json", coco2017_images=coco2017_dir,
+        vqav2_questions=dest / "vqav2" / VQAV2_FILES[0], vqav2_annotations=dest / "vqav2" / VQAV2_FILES[1],
+        vqav2_train_annotations=dest / "vqav2" / VQAV2_FILES[2],
         partiprompts_url_path="partiprompts/",
     )

@@ -2,7 +2,8 @@
 
 from gill_eval.store.atomic import atomic_path, atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from gill_eval.store.manifest import Manifest, read_manifest, verify_manifest, write_manifest
-from gill_eval.store.root import cache_root, data_root, dataset_dir
+from gill_eval.store.names import check_name
+from gill_eval.store.root import cache_root, data_root, dataset_dir, remove_in_root
 from gill_eval.store.shards import count_rows, iter_batches, iter_rows, list_shards, write_shard
 from gill_eval.store.work import ShardSpec, UnitOfWork, WorkPlan, resolve_shard_spec
 
@@ -16,6 +17,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "cache_root",
+    "check_name",
     "count_rows",
     "data_root",
     "dataset_dir",
@@ -23,6 +25,7 @@ __all__ = [
     "iter_rows",
     "list_shards",
     "read_manifest",
+    "remove_in_root",
     "resolve_shard_spec",
     "sha256_file",
     "verify_manifest",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 
+from gill_eval.store.names import check_name, remove_tree
+
 _override: Path | None = None
 
 
@@ -32,8 +34,13 @@ def data_root() -> Path:
 
 
 def dataset_dir(name: str) -> Path:
-    """The folder of one prepared dataset (``<root>/datasets/<name>``)."""
-    return data_root() / "datasets" / name
+    """The folder of one prepared dataset (``<root>/datasets/<name>``); ``name`` must be a safe name."""
+    return data_root() / "datasets" / check_name("dataset", name, "dataset name")
+
+
+def remove_in_root(path: str | os.PathLike[str]) -> None:
+    """Remove the folder ``path``, which must resolve inside the data root (``names.remove_tree``)."""
+    remove_tree(Path(path), data_root())
 
 
 def cache_root() -> Path:

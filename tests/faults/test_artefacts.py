@@ -100,7 +100,7 @@ def test_broken_image_shard_is_redone_by_prepare(invoke, cc3m_tsv, cc3m_root, co
 def test_broken_feature_shard_is_refused_by_readers_and_redone_by_features(damage, invoke, clip_weights, features_root,
                                                                            copy_root):
     from gill_eval.errors import InputError
-    from gill_eval.features.reader import require_complete
+    from gill_eval.store.features import require_complete
 
     data = copy_root(features_root)
     folder = data / "features" / "clip" / "imgs"

@@ -37,7 +37,7 @@ def one_line(result, *needles: str) -> str:
     ("", "", 'models = "sd"', ["[[run]] #1", "'models' should be list", 'write models = ["sd"]']),
     ("", "", 'models = ["sd"]\ncontexts = "1c"', ["'contexts' should be list"]),
     ("", "", 'models = ["sd"]\nnum = "many"', ["'num' should be int"]),
-    ("", "", 'models = ["sd", 3]', ["'models' should be a list of strings"]),
+    ("", "", 'models = ["sd", 3]', ["[[run]] #1: models[1]: expected str, got int 3"]),
     ("", 'options = "steps=2"', 'models = ["sd"]', ["[models.sd]", "'options' should be dict"]),
     ("seeds = 1.5", "", 'models = ["sd"]', ["'seeds' should be str or int"]),
 ])
@@ -74,7 +74,8 @@ def test_huge_vist_order_is_one_line(tmp_path):
     sis = tmp_path / "val.story-in-sequence.json"
     sis.write_text(json.dumps({"annotations": annotations, "images": [{"id": str(p)} for p in range(5)]}))
     result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "prepare", "vist", "--sis", str(sis)])
-    one_line(result, str(sis), "annotations[2][0]", "worker_arranged_photo_order 1000000000000000000000000000000")
+    one_line(result, str(sis), "annotations[2][0]", "'worker_arranged_photo_order' must be at most 999, got int "
+             "1000000000000000000000000000000")
 
 
 def test_source_limits_must_be_numbers(tmp_path, monkeypatch):
@@ -83,3 +84,45 @@ def test_source_limits_must_be_numbers(tmp_path, monkeypatch):
                                       "http://127.0.0.1:9/x.tsv", "--split", "val"])
     one_line(result, "GILL_EVAL_SOURCE_TIMEOUT='soon'")
     assert not Path(tmp_path / "data").exists()
+
+
+# ------------------------------------------------------------------ issue 24: schemas at the boundary (gill_eval/schema.py)
+def test_non_utf8_pipeline_is_one_line(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_bytes(b"[pipeline]\nreport = \"r.md\"\ntitle = \"caf\xe9\"\n")  # Latin-1, not UTF-8
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "run", str(path)])
+    one_line(result, str(path), "line 3", "not UTF-8")
+    assert not (tmp_path / "data").exists()
+
+
+def _visdial(tmp_path: Path, answers: list, image_id: int) -> Path:
+    rounds = [{"question": 0, "answer": 0}]
+    doc = {"split": "val2018", "data": {"questions": ["q"], "answers": answers,
+                                        "dialogs": [{"image_id": image_id, "caption": "c", "dialog": rounds}]}}
+    path = tmp_path / "visdial_1.0_val.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize(("answers", "image_id", "needles"), [
+    ([3], 1, ["data.answers[0]: expected str, got int 3"]),
+    (["a"], 2**64, ["data.dialogs[0]: key 'image_id' must be at most 9223372036854775807", "18446744073709551616"]),
+])
+def test_visdial_wrong_types_are_one_line(tmp_path, answers, image_id, needles):
+    dialogs = _visdial(tmp_path, answers, image_id)
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "prepare", "visdial", "--dialogs",
+                                      str(dialogs), "--images", str(tmp_path / "images.zip")])
+    one_line(result, str(dialogs), *needles)
+    assert not (tmp_path / "data" / "datasets").exists()
+
+
+def test_vist_file_url_is_refused_without_the_option(tmp_path):
+    annotations = [[{"story_id": "s1", "album_id": "a", "photo_flickr_id": str(p), "worker_arranged_photo_order": p,
+                     "text": "t", "original_text": "t"}] for p in range(5)]
+    images = [{"id": str(p), "url_o": f"http://127.0.0.1:9/{p}.jpg"} for p in range(5)]
+    images[1]["url_o"] = "file:///etc/passwd"
+    sis = tmp_path / "val.story-in-sequence.json"
+    sis.write_text(json.dumps({"annotations": annotations, "images": images}))
+    result = CliRunner().invoke(app, ["--data-dir", str(tmp_path / "data"), "prepare", "vist", "--sis", str(sis)])
+    one_line(result, str(sis), "images[1] (id '1'): key 'url_o'", "is a local file", "--allow-local-urls")
+    assert not (tmp_path / "data" / "datasets").exists()

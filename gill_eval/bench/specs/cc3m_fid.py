@@ -14,7 +14,7 @@ BENCHMARK = BenchmarkSpec(
     kind=FID,
     layout=Layout("table3", "Tables 3-4. CC3M validation FID", "cc3m-fid", ["fid"], [CONTEXT], {CONTEXT: ""},
                   "table3_mapper_ablation", paper_cells="first", extra_metrics=["kid", "clip_score"]),
-    protocol=ProtocolVersion(2, 2),  # v2 (gill-eval 0.2): the parity fixes of docs/protocols.md
+    protocol=ProtocolVersion(3, 3),  # v3: the official-environment fixes of docs/protocols.md (Environments)
     protocol_text=FID_PROTOCOL,
     build=cc3m_fid,
     sampler_preset=FID_PRESET,  # the paper's FID sampler (docs/protocols.md, sampler)

@@ -21,7 +21,7 @@ BENCHMARK = BenchmarkSpec(
                   ["clip_similarity", "lpips"], [rounds_label(r) for r in ROUNDS],
                   {rounds_label(r): f"{r} round{'s' if r > 1 else ''}" for r in ROUNDS}, "table2_visdial_generation",
                   paper_cells="per_metric_context", paper_columns={rounds_label(r): str(r) for r in ROUNDS}),
-    protocol=ProtocolVersion(2, 2),  # v2 (gill-eval 0.2): the parity fixes of docs/protocols.md
+    protocol=ProtocolVersion(3, 3),  # v3: the official-environment fixes of docs/protocols.md (Environments)
     protocol_text=SIMILARITY_PROTOCOL,
     build=lambda num: VisDialBenchmark(),
     cli_context=lambda context: f"--rounds {parse_rounds_label(context)}",

@@ -12,7 +12,7 @@ BENCHMARK = BenchmarkSpec(
                   ["R@1", "R@5", "R@10"], [CONTEXT], {CONTEXT: ""}, "table5_vist_retrieval_5c4i",
                   ["Recall in %. Ranks are pessimistic (ties count against the model); the 4 context images are excluded."],
                   paper_cells="list"),
-    protocol=ProtocolVersion(2, 2),  # v2 (gill-eval 0.2): the parity fixes of docs/protocols.md
+    protocol=ProtocolVersion(3, 3),  # v3: the official-environment fixes of docs/protocols.md (Environments)
     protocol_text="query c1, v1, ..., c4, v4, c5; the 4 context images excluded; pessimistic ties; recall in %",
     build=lambda num: VistRetrieval(),
     order=30,

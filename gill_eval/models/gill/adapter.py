@@ -32,6 +32,7 @@ from gill_eval.models.base import (
     DECIDE,
     GENERATE,
     RETRIEVE,
+    TEXT,
     Context,
     Model,
     cpu_generator,
@@ -93,7 +94,7 @@ class GILLModel(Model):
     """GILL from the released checkpoint on current transformers/diffusers."""
 
     name = "gill"
-    capabilities = frozenset({GENERATE, RETRIEVE, DECIDE, ACCEPTS_IMAGES})
+    capabilities = frozenset({GENERATE, RETRIEVE, DECIDE, ACCEPTS_IMAGES, TEXT})
     Options = GILLOptions
     description = "GILL (OPT-6.7B + CLIP ViT-L/14 + SD 1.5) from the released checkpoint; bf16/fp16 on GPU"
 
@@ -170,6 +171,19 @@ class GILLModel(Model):
         chunks = [gill.retrieval_images(images[i:i + _IMAGE_BATCH]) for i in range(0, len(images), _IMAGE_BATCH)]
         return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, gill.heads.dims.ret_emb_dim),
                                                                                   np.float32)
+
+    def generate_text(self, contexts: Sequence[Context], seeds: Sequence[int], max_new_tokens: int) -> list[str]:
+        # greedy with a KV cache, [IMG] never emitted (gill_eval.models.gill.text); seeds are unused: greedy
+        from gill_eval.models.gill.text import decode_answer, greedy_text_ids
+
+        self.check_text_args(contexts, seeds, max_new_tokens)
+        gill, answers, tokens = self.gill, [], 0
+        for chunk in self._chunks(list(contexts), "GILL text"):
+            for ids in greedy_text_ids(gill, [gill.embed_context(c) for c in chunk], max_new_tokens):
+                answers.append(decode_answer(gill, ids))
+                tokens += len(ids)
+        self.last_run_stats = {"contexts": len(answers), "new_tokens": tokens, "decoding": "greedy"}
+        return answers
 
     def decision_features(self, prompts: Sequence[str]) -> np.ndarray:
         gill, decode = self.gill, self.decode_settings()

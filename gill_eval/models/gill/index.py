@@ -4,6 +4,8 @@ Loaded as the official ``load_gill`` loads its CC3M embeddings (docs/protocols.m
 each row L2-normalised, then multiplied by ``exp(logit_scale)``, in the heads' dtype; a query's scores are
 that matrix times its normalised retrieval embedding. The index must come from the same checkpoint and
 visual encoder as the model that queries it (checked against the feature folder's recorded weights).
+Both the embeddings and the images are read through the store (``store.features``, ``store.images``), below
+this package (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import torch
 from PIL import Image
 
 from gill_eval.errors import InputError
-from gill_eval.features.reader import iter_clip_features, require_complete
-from gill_eval.features.runner import CONFIG_NAME, feature_dir
 from gill_eval.models.gill.checkpoint import CHECKPOINT_FILE
+from gill_eval.store import dataset_dir, read_manifest, verify_manifest
+from gill_eval.store.features import CONFIG_NAME, feature_dir, iter_clip_features, require_complete
+from gill_eval.store.images import ImageShards
 
 if TYPE_CHECKING:
     from gill_eval.models.gill.adapter import GILLModel
@@ -35,6 +38,7 @@ class ImageIndex:
     dataset: str
     keys: list[str]
     matrix: torch.Tensor
+    shards: ImageShards
 
     @classmethod
     def load(cls, dataset: str, model: GILLModel) -> ImageIndex:
@@ -58,7 +62,9 @@ class ImageIndex:
         gill = model.gill
         matrix = torch.as_tensor(np.concatenate(rows), device=gill.device).to(gill.dtype)
         matrix = matrix / matrix.norm(dim=1, keepdim=True) * gill.heads.logit_scale.exp()
-        return cls(dataset, keys, matrix)
+        prepared = dataset_dir(dataset)
+        verify_manifest(prepared, read_manifest(prepared), f"rerun the `gill-eval prepare` command that made {dataset} to repair it")
+        return cls(dataset, keys, matrix, ImageShards(prepared / "images"))
 
     def scores(self, query: torch.Tensor) -> torch.Tensor:
         """(N,) scores of one normalised query embedding (D,): cosine x exp(logit_scale)."""
@@ -66,6 +72,4 @@ class ImageIndex:
 
     def images(self, keys: list[str]) -> dict[str, Image.Image]:
         """The stored images of ``keys`` (read from the prepared dataset)."""
-        from gill_eval.bench.data import PreparedDataset
-
-        return PreparedDataset(self.dataset).images(keys)
+        return self.shards.images(keys)

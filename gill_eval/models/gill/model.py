@@ -365,8 +365,17 @@ class GILL:
 
     @torch.no_grad()
     def prompt_embeds(self, block: torch.Tensor) -> torch.Tensor:
-        """GILLMapper(h[IMG], E[IMG]) -> (B, 77, gen_emb_dim) for SD's ``prompt_embeds``; rows independent."""
-        return self.heads.generation(block, self.embed_ids(self.tokens.img_ids).to(block.dtype))
+        """GILLMapper(h[IMG], E[IMG]) -> (B, 77, gen_emb_dim) for SD's ``prompt_embeds``; rows independent.
+
+        On CPU the batch is padded to ``MIN_GEMM_ROWS`` rows: the mapper's attention projects its
+        sequence-first (T, B, C) inputs as T matrix products of B rows each, which MKL computes differently
+        below 4 rows (a batch of 2 or 3 gave prompt embeddings 6e-7 away from batch 1 or 4).
+        """
+        rows = block.shape[0]
+        if self.device.type == "cpu":
+            block = pad_rows(block, MIN_GEMM_ROWS)
+        embs = self.embed_ids(self.tokens.img_ids).to(block.dtype).expand(block.shape[0], -1, -1)
+        return self.heads.generation(block, embs)[:rows]
 
     @torch.no_grad()
     def embed_retrieval_context(self, context: Sequence[Any]) -> torch.Tensor:

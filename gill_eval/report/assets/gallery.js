@@ -105,12 +105,26 @@
       el("td", { text: fmt(row.cos, 3) })];
   }
 
+  function textCells(row) {
+    var refs = el("td", { "class": "truth" }, row.refs.map(function (r) { return el("div", { "class": "ctxt", text: r }); }));
+    var tds = [contextCell(row), refs];
+    D.labels.forEach(function (label) {
+      var answers = (row.cells[label] || []).map(function (cell) {
+        return el("figure", {}, [el("div", { "class": "ctxt answer", text: cell.a || "(empty)" }),
+          el("figcaption", { text: "seed " + cell.s + " · " + D.metric + " " + fmt(cell.v, 3) })]);
+      });
+      tds.push(el("td", { "class": "model" }, answers.length ? answers : [el("span", { text: "-" })]));
+    });
+    return tds;
+  }
+
   function header() {
     var names;
     if (D.kind === "decision") {
       names = ["key", "prompt", "split", "human label (votes)", "classifier p(ret)", "decision at " + D.summary.threshold, "max cosine"];
     } else {
-      names = [D.kind === "retrieval" ? "query context" : "context", D.kind === "retrieval" ? "target" : "ground truth"].concat(D.labels);
+      names = [D.kind === "retrieval" ? "query context" : (D.kind === "text" ? "image and prompt" : "context"),
+        D.kind === "retrieval" ? "target" : (D.kind === "text" ? "references" : "ground truth")].concat(D.labels);
     }
     return el("tr", {}, names.map(function (n) { return el("th", { text: n }); }));
   }
@@ -122,7 +136,7 @@
     var body = document.getElementById("rows");
     body.textContent = "";
     body.appendChild(header());
-    var cells = { generation: generationCells, retrieval: retrievalCells, decision: decisionCells }[D.kind];
+    var cells = { generation: generationCells, retrieval: retrievalCells, decision: decisionCells, text: textCells }[D.kind];
     rows.slice(state.page * state.size, (state.page + 1) * state.size).forEach(function (row) {
       var tr = el("tr", { "data-id": row.id }, cells(row));
       var v = keyValue(row);

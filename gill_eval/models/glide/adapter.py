@@ -1,20 +1,17 @@
-"""GLIDE (filtered, OpenAI's ``glide-text2im``): 64x64 base model plus the 256x256 upsampler.
+"""The ``glide`` and ``tiny-glide`` registry entries: GLIDE (filtered) 64x64 base plus upsampler, text only.
 
-``glide-text2im`` is not on PyPI; it is an optional extra (``pip install
-git+https://github.com/openai/glide-text2im``), checked by the registry before this model is built.
-GILL's released code has no GLIDE script, so the sampling follows the package's text2im notebook, the
-only published recipe: classifier-free guidance 3.0 on the base model's stochastic sampler respaced to
-100 steps, then the upsampler's DDIM sampler respaced to ``fast27`` with its initial noise scaled by 0.997
-(docs/protocols.md, GLIDE). gill-eval's only change is where randomness comes from: the package draws
-from the global torch RNG, so an image would depend on what ran before it; here every random draw of item
-``i`` (initial noise, per-step noise, upsampler noise) comes from item ``i``'s own CPU generator, so a
-batch equals single calls. The per-step update is the package's ``p_sample`` written out with that noise.
+GILL's released code has no GLIDE script, so the sampling is glide-text2im's text2im notebook, the only
+published recipe (``sampler``): classifier-free guidance 3.0 on the base model's learned-variance sampler
+respaced to 100 steps, then the upsampler's DDIM respaced to ``fast27`` from initial noise scaled by 0.997
+(docs/protocols.md, GLIDE). The one change: every random draw of item ``i`` (initial noise, one per base
+step, upsampler noise, in that order) comes from item ``i``'s own CPU generator, so a batch equals single
+calls.
 
-Weights: a folder with the package's ``base.pt`` and ``upsample.pt`` (state dicts, read with
-``weights_only=True``), by default the registered weight ``glide`` that ``gill-eval models fetch glide``
-stages from OpenAI's URLs. The architectures are the package's own ``model_and_diffusion_defaults()`` and
-``model_and_diffusion_defaults_upsampler()``, updated with the folder's optional ``glide_config.json``
-(which only ``tiny-glide``'s folder has: the same models at small widths).
+Weights: a folder with OpenAI's ``base.pt`` and ``upsample.pt`` (state dicts under the package's parameter
+names, read with ``weights_only=True``), by default the registered weight ``glide`` that ``gill-eval
+models fetch glide`` stages from OpenAI's URLs. The architectures are ``config``'s defaults (the
+package's), updated with the folder's optional ``glide_config.json`` (which only ``tiny-glide``'s folder
+has: the same models at small widths).
 """
 
 from __future__ import annotations
@@ -40,10 +37,22 @@ from gill_eval.models.base import (
     truncation_stats,
     weights_fingerprint,
 )
+from gill_eval.models.glide.config import BASE_DEFAULTS, UPSAMPLE_DEFAULTS, build
+from gill_eval.models.glide.diffusion import SpacedDiffusion
+from gill_eval.models.glide.sampler import (
+    guided_base_states,
+    last,
+    quantise,
+    to_uint8,
+    tokenize,
+    upsample_states,
+)
+from gill_eval.models.glide.tokenizer import glide_tokenizer
+from gill_eval.models.glide.unet import Text2ImUNet
 from gill_eval.models.pixels import non_finite_cause, require_finite
 from gill_eval.models.tiny import GLIDE_CONFIG
 
-INSTALL = "pip install git+https://github.com/openai/glide-text2im"
+INSTALL = "pip install 'gill-eval[glide]'"
 CHECKPOINTS = ("base", "upsample")
 
 
@@ -80,69 +89,49 @@ class GlideModel(Model):
     name = "glide"
     capabilities = frozenset({GENERATE})
     Options = GlideOptions
-    description = "GLIDE (filtered) 64x64 + 256x256 upsampler, guidance 3.0 (optional: glide-text2im)"
-    requires = ("glide_text2im",)
+    description = "GLIDE (filtered) 64x64 + 256x256 upsampler, guidance 3.0 (gill-eval's own implementation)"
+    requires = ("regex",)
     install_hint = INSTALL
 
     def __init__(self, options: GlideOptions | None = None) -> None:
         super().__init__(options)
-        from glide_text2im.model_creation import (
-            create_model_and_diffusion,
-            model_and_diffusion_defaults,
-            model_and_diffusion_defaults_upsampler,
-        )
-
         self.device = resolve_device(self.options.device)
         if self.options.use_fp16 is None:
             self.options.use_fp16 = self.device.type == "cuda"
         self.source = self._default_weights() if self.options.weights is None else self.options.weights
         folder = glide_weights_dir(self.source)  # first: missing weights fail before any work
         overrides = read_overrides(folder)
-        self.base_config = {**model_and_diffusion_defaults(), **overrides.get("base", {})}
-        self.base_config.update(use_fp16=self.options.use_fp16, timestep_respacing=self.options.base_steps)
-        self.up_config = {**model_and_diffusion_defaults_upsampler(), **overrides.get("upsample", {})}
-        self.up_config.update(use_fp16=self.options.use_fp16, timestep_respacing=self.options.upsample_steps)
-        self.base, self.base_diffusion = self._build(create_model_and_diffusion, self.base_config, folder, "base")
-        self.up, self.up_diffusion = self._build(create_model_and_diffusion, self.up_config, folder, "upsample")
+        self.base_config = {**BASE_DEFAULTS, **overrides.get("base", {}),
+                            "use_fp16": self.options.use_fp16, "timestep_respacing": self.options.base_steps}
+        self.up_config = {**UPSAMPLE_DEFAULTS, **overrides.get("upsample", {}),
+                          "use_fp16": self.options.use_fp16, "timestep_respacing": self.options.upsample_steps}
+        self.base, self.base_diffusion = self._build(self.base_config, folder, "base")
+        self.up, self.up_diffusion = self._build(self.up_config, folder, "upsample")
+        self.tokenizer = glide_tokenizer()
         self._hashes: dict[str, str] | None = None
 
     def _default_weights(self) -> str:
         return "glide"
 
-    def _build(self, create: Any, config: dict[str, Any], folder: Path, checkpoint: str) -> tuple[Any, Any]:
+    def _build(self, config: dict[str, Any], folder: Path, checkpoint: str) -> tuple[Text2ImUNet, SpacedDiffusion]:
         try:
-            model, diffusion = create(**config)
-        except (ValueError, KeyError, AssertionError) as exc:  # e.g. an unparsable timestep respacing
+            model, diffusion = build(config)
+        except ConfigError as exc:
             raise ConfigError(f"model {self.name!r}: invalid setting for the {checkpoint} model: {exc}") from None
-        model.eval()
-        if self.options.use_fp16:
-            model.convert_to_fp16()
-        model.to(self.device)
         path = folder / f"{checkpoint}.pt"
         try:
-            model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         except RuntimeError as exc:  # a checkpoint of another architecture
             first = str(exc).strip().splitlines()[0]
             raise InputError(f"{path}: does not fit the {checkpoint} model built from its config ({first})") from None
-        return model, diffusion
+        if self.options.use_fp16:
+            model.convert_to_fp16()
+        return model.to(self.device), diffusion
 
     def weight_hashes(self) -> dict[str, str]:
         if self._hashes is None:
             self._hashes = {"glide": weights_fingerprint(self.source, registered_as="glide")}
         return self._hashes
-
-    def _tokens(
-        self, model: Any, prompts: Sequence[str], text_ctx: int
-    ) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
-        tokens, masks, truncated = [], [], []
-        for prompt in prompts:
-            ids = model.tokenizer.encode(prompt)
-            truncated.append(len(ids) > text_ctx)
-            padded, mask = model.tokenizer.padded_tokens_and_mask(ids, text_ctx)
-            tokens.append(padded)
-            masks.append(mask)
-        return (torch.tensor(tokens, device=self.device), torch.tensor(masks, dtype=torch.bool, device=self.device),
-                truncated)
 
     def generate(self, contexts: Sequence[Context], seeds: Sequence[int]) -> list[Image.Image]:
         self.check_generate_args(contexts, seeds)
@@ -159,9 +148,9 @@ class GlideModel(Model):
         fix = "use_fp16=false" if self.options.use_fp16 else None
         return require_finite(self.name, images, non_finite_cause(fix, self.source))
 
-    def _noise(self, generators: list[torch.Generator], shape: tuple[int, ...]) -> torch.Tensor:
-        """One draw per item from its own generator (CPU), stacked and moved to the device."""
-        return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(self.device)
+    def _noise(self, generators: list[torch.Generator], size: int) -> torch.Tensor:
+        """One 3 x size x size draw per item from its own generator (CPU), stacked and moved to the device."""
+        return torch.stack([torch.randn((3, size, size), generator=g) for g in generators]).to(self.device)
 
     @torch.no_grad()
     def _sample(self, prompts: list[str],
@@ -169,50 +158,19 @@ class GlideModel(Model):
         """The images of ``prompts`` (None for one with NaN/inf values, which the uint8 cast would turn
         black: docs/reliability.md) and whether each prompt was cut at the text context."""
         n = len(prompts)
-        text_ctx = self.base_config["text_ctx"]
-        tokens, mask, truncated = self._tokens(self.base, prompts, text_ctx)
-        uncond, uncond_mask, _ = self._tokens(self.base, [""] * n, text_ctx)
-        kwargs = {"tokens": torch.cat([tokens, uncond]), "mask": torch.cat([mask, uncond_mask])}
-        guidance = self.options.guidance
-
-        def guided(x_t: torch.Tensor, ts: torch.Tensor, **model_kwargs: Any) -> torch.Tensor:
-            half = x_t[: len(x_t) // 2]
-            out = self.base(torch.cat([half, half]), ts, **model_kwargs)
-            eps, rest = out[:, :3], out[:, 3:]
-            cond_eps, uncond_eps = torch.split(eps, len(eps) // 2, dim=0)
-            half_eps = uncond_eps + guidance * (cond_eps - uncond_eps)
-            return torch.cat([torch.cat([half_eps, half_eps]), rest], dim=1)
-
+        ctx = self.base_config["text_ctx"]
+        tokens, mask, truncated = tokenize(self.tokenizer, [*prompts, *[""] * n], ctx, self.device)
         size = self.base_config["image_size"]
-        x = self._noise(generators, (3, size, size))
-        x = torch.cat([x, x])
-        self.base.del_cache()
-        for i in reversed(range(self.base_diffusion.num_timesteps)):
-            t = torch.tensor([i] * (2 * n), device=self.device)
-            out = self.base_diffusion.p_mean_variance(guided, x, t, clip_denoised=True, model_kwargs=kwargs)
-            noise = self._noise(generators, (3, size, size))
-            sample = out["mean"]
-            if i > 0:
-                sample = sample + torch.exp(0.5 * out["log_variance"]) * torch.cat([noise, noise])
-            x = sample
-        self.base.del_cache()
-        low = x[:n]
-
-        up_ctx = self.up_config["text_ctx"]
-        up_tokens, up_mask, _ = self._tokens(self.up, prompts, up_ctx)
-        up_size = self.up_config["image_size"]
-        up_kwargs = {"low_res": ((low + 1) * 127.5).round() / 127.5 - 1, "tokens": up_tokens, "mask": up_mask}
-        self.up.del_cache()
-        up_noise = self._noise(generators, (3, up_size, up_size)) * self.options.upsample_temp
-        up = self.up_diffusion.ddim_sample_loop(
-            self.up, (n, 3, up_size, up_size), noise=up_noise, device=self.device, clip_denoised=True,
-            progress=False, model_kwargs=up_kwargs,
-        )
-        self.up.del_cache()
+        low = last(guided_base_states(
+            self.base, self.base_diffusion, self.base.encode_text(tokens, mask), self.options.guidance,
+            self._noise(generators, size), lambda: self._noise(generators, size)))
+        up_tokens, up_mask, _ = tokenize(self.tokenizer, prompts, self.up_config["text_ctx"], self.device)
+        up_noise = self._noise(generators, self.up_config["image_size"]) * self.options.upsample_temp
+        up = last(upsample_states(self.up, self.up_diffusion, self.up.encode_text(up_tokens, up_mask),
+                                  quantise(low), up_noise))
         finite = torch.isfinite(up).flatten(1).all(dim=1).tolist()
-        pixels = ((up + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(p) if ok else None for p, ok in zip(pixels, finite, strict=True)], truncated
-
+        pixels = to_uint8(up).cpu().numpy()
+        return [Image.fromarray(p) if ok else None for p, ok in zip(pixels, finite, strict=True)], truncated[:n]
 
 
 class TinyGlideModel(GlideModel):
@@ -221,7 +179,7 @@ class TinyGlideModel(GlideModel):
     name = "tiny-glide"
     Options = TinyGlideOptions
     description = ("tiny random-weight GLIDE (64x64 base + 128x128 upsampler) for tests and the quickstart; "
-                   "not a real model (optional: glide-text2im)")
+                   "not a real model")
 
     def _default_weights(self) -> str:
         from gill_eval.models.tiny import tiny_glide_dir
@@ -246,9 +204,7 @@ def glide_weights_dir(source: str) -> Path:
 
 
 def read_overrides(folder: Path) -> dict[str, dict[str, Any]]:
-    """The folder's ``glide_config.json`` (changes to the package's defaults per checkpoint), or none."""
-    from glide_text2im.model_creation import model_and_diffusion_defaults
-
+    """The folder's ``glide_config.json`` (changes to the default settings per checkpoint), or none."""
     path = folder / GLIDE_CONFIG
     if not path.is_file():
         return {}
@@ -256,11 +212,11 @@ def read_overrides(folder: Path) -> dict[str, dict[str, Any]]:
         overrides = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
-    known = set(model_and_diffusion_defaults())
+    known = set(BASE_DEFAULTS)
     for name, changes in overrides.items():
         if name not in CHECKPOINTS or not isinstance(changes, dict):
             raise InputError(f"{path}: key {name!r}: expected 'base' or 'upsample' holding an object")
         if unknown := sorted(set(changes) - known):
             raise InputError(f"{path}: {name}: unknown setting(s) {', '.join(unknown)} "
-                             f"(glide-text2im's model_and_diffusion_defaults() has {', '.join(sorted(known))})")
+                             f"(GLIDE's settings are {', '.join(sorted(known))})")
     return overrides

@@ -1,4 +1,8 @@
-"""Reading feature shards back: CLIP features as arrays, SD targets memory-mapped without copies."""
+"""Reading feature folders back: CLIP features as arrays, SD targets memory-mapped without copies.
+
+Below every package that reads features (models read the GILL image index through it; docs/architecture.md);
+``gill_eval.features`` writes the folders.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,17 @@ import pyarrow as pa
 
 from gill_eval.errors import InputError
 from gill_eval.store import iter_batches, read_manifest, verify_manifest
+from gill_eval.store.names import check_name
+from gill_eval.store.root import data_root
+
+#: The stage configuration recorded beside a feature folder's shards (checked on resume).
+CONFIG_NAME = "_config.json"
+
+
+def feature_dir(kind: str, dataset: str) -> Path:
+    """``<data_root>/features/<kind>/<dataset>``."""
+    kind, dataset = check_name("feature kind", kind, "features"), check_name("dataset", dataset, "--dataset")
+    return data_root() / "features" / kind / dataset
 
 
 def require_complete(folder: Path, command: str) -> None:

@@ -10,6 +10,7 @@ with its per-example CLIP similarity and LPIPS where the benchmark has them.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -40,31 +41,39 @@ class ExportSummary:
         return {"folder": str(self.folder), "index": str(self.folder / INDEX), "rows": self.rows, "written": self.written}
 
 
-def export_images(results: list[dict[str, Any]], out: Path, benchmarks: list[str] | None = None) -> ExportSummary:
-    """Write the PNG files and ``index.csv`` for ``results`` (the latest per model/context); return counts."""
+def generated_records(results: list[dict[str, Any]],
+                      benchmarks: list[str] | None = None) -> Iterator[tuple[Path, dict[str, Any], bytes | None]]:
+    """(file path without suffix, record, PNG bytes or None) of every generated image of the latest scored
+    generation results, one (benchmark, context, model, seed) folder each; shared by every images export."""
     chosen = [r for r in latest_results(results) if is_generation_result(r) and (not benchmarks or r["benchmark"] in benchmarks)]
     if not chosen:
         raise InputError("no scored generation results to export (run `gill-eval bench vist|visdial|coco-fid|cc3m-fid` first)")
+    for r in sorted(chosen, key=lambda r: (r["benchmark"], r["context"], r["model"]["label"], partial_tag(r))):
+        context_dir = safe_name("-".join(p for p in (r["context"], partial_tag(r)) if p))
+        base = Path(safe_name(r["benchmark"])) / context_dir / safe_name(r["model"]["label"])
+        examples, metrics = example_scores(r)
+        for g in iter_generated(r):
+            if examples and g.example_id not in examples:
+                continue  # generated in a shared block but outside this run's examples
+            record = {"benchmark": r["benchmark"], "context": r["context"], "model": r["model"]["label"],
+                      "model_fingerprint": r["model"]["fingerprint_hash"], "seed": g.seed,
+                      "example_id": g.example_id, "status": g.status, "limit": r.get("limit") or "",
+                      **metrics.get((g.example_id, g.seed), {})}
+            yield base / f"seed{g.seed}" / safe_name(g.example_id), record, g.png
+
+
+def export_images(results: list[dict[str, Any]], out: Path, benchmarks: list[str] | None = None) -> ExportSummary:
+    """Write the PNG files and ``index.csv`` for ``results`` (the latest per model/context); return counts."""
     records, written = [], 0
     with make_progress() as progress:
         task = progress.add_task("export images", total=None)
-        for r in sorted(chosen, key=lambda r: (r["benchmark"], r["context"], r["model"]["label"], partial_tag(r))):
-            context_dir = safe_name("-".join(p for p in (r["context"], partial_tag(r)) if p))
-            base = Path(safe_name(r["benchmark"])) / context_dir / safe_name(r["model"]["label"])
-            examples, metrics = example_scores(r)
-            for g in iter_generated(r):
-                if examples and g.example_id not in examples:
-                    continue  # generated in a shared block but outside this run's examples
-                rel = base / f"seed{g.seed}" / f"{safe_name(g.example_id)}.png" if g.png is not None else None
-                if rel is not None and not (out / rel).is_file():
-                    atomic_write_bytes(out / rel, g.png)
-                    written += 1
-                records.append({"benchmark": r["benchmark"], "context": r["context"], "model": r["model"]["label"],
-                                "model_fingerprint": r["model"]["fingerprint_hash"], "seed": g.seed,
-                                "example_id": g.example_id, "status": g.status,
-                                "path": rel.as_posix() if rel is not None else "", "limit": r.get("limit") or "",
-                                **metrics.get((g.example_id, g.seed), {})})
-                progress.advance(task)
+        for stem, record, png in generated_records(results, benchmarks):
+            rel = stem.with_name(stem.name + ".png") if png is not None else None
+            if rel is not None and not (out / rel).is_file():
+                atomic_write_bytes(out / rel, png)
+                written += 1
+            records.append({**record, "path": rel.as_posix() if rel is not None else ""})
+            progress.advance(task)
     table = pd.DataFrame.from_records(records).reindex(columns=COLUMNS)
     buf = io.StringIO()
     table.to_csv(buf, index=False)
