@@ -7,6 +7,7 @@ non-zero exit code.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from typer.core import TyperGroup
+import typer.main
+from typer.core import TyperCommand, TyperGroup
 
 from gill_eval import __version__
 from gill_eval.errors import GillEvalError, os_error_line
@@ -40,6 +42,20 @@ class _ErrorReportingGroup(TyperGroup):
                 raise
             typer.echo(f"error: {line}", err=True)
             raise typer.Exit(OS_ERROR_EXIT) from None
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        return [*self.commands, *(name for name in _COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:  # type: ignore[override]
+        if args and args[0] not in _COMMANDS:  # an unknown name: "did you mean" needs every command's name
+            for name in self.list_commands(ctx):
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
 
     def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Global options after the subcommand too; usage errors (a bad choice, a missing option) in one line."""
@@ -127,37 +143,40 @@ def _global(
         os.environ["GILL_EVAL_OFFLINE"] = "1"
 
 
-def _mount() -> None:
-    from gill_eval.annotate.cli import app as annotate_app
-    from gill_eval.bench.cli import app as bench_app
-    from gill_eval.datasets.catalog import app as datasets_app
-    from gill_eval.datasets.cli import app as prepare_app
-    from gill_eval.decision.cli import app as decision_app
-    from gill_eval.doctor import doctor
-    from gill_eval.exports.cli import app as export_app
-    from gill_eval.features.cli import app as features_app
-    from gill_eval.models.cli import app as models_app
-    from gill_eval.models.generate import GenerateCommand, generate
-    from gill_eval.pipeline import run_pipeline
-    from gill_eval.quickstart import quickstart
-    from gill_eval.report.cli import report
-
-    app.add_typer(prepare_app, name="prepare")
-    app.add_typer(datasets_app, name="datasets")
-    app.add_typer(features_app, name="features")
-    app.add_typer(decision_app, name="decision")
-    app.add_typer(annotate_app, name="annotate")
-    app.add_typer(bench_app, name="bench")
-    app.command("report")(report)
-    app.add_typer(models_app, name="models")
-    app.command("generate", cls=GenerateCommand)(generate)
-    app.add_typer(export_app, name="export")
-    app.command("run")(run_pipeline)
-    app.command("quickstart")(quickstart)
-    app.command("doctor")(doctor)
+# Each command's module, imported only when the command runs (or for the full ``--help``), so that
+# ``gill-eval prepare cc3m`` does not pay for the imports of ``bench``, ``report`` or ``export``.
+# name -> (module, attribute: a sub-app or a command function, the command function's click class or "").
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "prepare": ("gill_eval.datasets.cli", "app", ""),
+    "datasets": ("gill_eval.datasets.catalog", "app", ""),
+    "features": ("gill_eval.features.cli", "app", ""),
+    "decision": ("gill_eval.decision.cli", "app", ""),
+    "annotate": ("gill_eval.annotate.cli", "app", ""),
+    "bench": ("gill_eval.bench.cli", "app", ""),
+    "report": ("gill_eval.report.cli", "report", ""),
+    "models": ("gill_eval.models.cli", "app", ""),
+    "generate": ("gill_eval.models.generate", "generate", "GenerateCommand"),
+    "export": ("gill_eval.exports.cli", "app", ""),
+    "run": ("gill_eval.pipeline", "run_pipeline", ""),
+    "quickstart": ("gill_eval.quickstart", "quickstart", ""),
+    "doctor": ("gill_eval.doctor", "doctor", ""),
+}
 
 
-_mount()
+def load_command(name: str) -> TyperGroup | TyperCommand:
+    """The click command behind ``gill-eval NAME``, built from its module on first use."""
+    module_name, attribute, command_class = _COMMANDS[name]
+    module = importlib.import_module(module_name)
+    target = getattr(module, attribute)
+    command: TyperGroup | TyperCommand
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(name, cls=getattr(module, command_class) if command_class else None)(target)
+        command = typer.main.get_command(single)  # type: ignore[assignment]
+    command.name = name
+    return command
 
 
 def _terminate(signum: int, frame: object) -> None:

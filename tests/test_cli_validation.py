@@ -156,3 +156,21 @@ def test_quiet_verbose_and_third_party_bars(monkeypatch):
     assert out.stdout.split() == ["True", "True"] and out.stderr == ""
     normal = runner.invoke(app, ["datasets", "list"])
     assert "vist" in normal.output
+
+
+def test_each_command_loads_only_its_own_module():
+    """The root imports a command's module when that command runs: `prepare` brings neither bench, report,
+    export nor pandas; `--help` lists every command in the table's order; a typo still gets "did you mean"."""
+    probe = ("import sys, typer.main; from gill_eval.cli import app;"
+             "typer.main.get_command(app).get_command(None, 'prepare').get_command(None, 'cc3m');"
+             "print(sorted(m for m in ('gill_eval.bench', 'gill_eval.report', 'gill_eval.exports', 'pandas')"
+             " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    result = runner.invoke(app, ["--help"])
+    listed = [line.split()[1] for line in result.output.splitlines() if line.startswith("│ ") and
+              len(line.split()) > 2 and not line.split()[1].startswith("-")]
+    from gill_eval.cli import _COMMANDS
+
+    assert [name for name in listed if name in _COMMANDS] == list(_COMMANDS)
+    _one_line_error(runner.invoke(app, ["exprot", "hf"]), "No such command 'exprot'", "'export'")

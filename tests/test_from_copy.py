@@ -45,13 +45,14 @@ def cli(data_dir: Path, *args: str):
     return CliRunner().invoke(app, ["--data-dir", str(data_dir), *args])
 
 
-def run_img2dataset(urls: Path, out: Path, output_format: str, **options) -> Path:
-    """img2dataset.download in a child process (its pool spawns; a child's main must be importable)."""
+def run_img2dataset(urls: Path, out: Path, output_format: str, env: dict[str, str] | None = None, **options) -> Path:
+    """img2dataset.download in a child process (its pool spawns; a child's main must be importable); ``env``
+    adds to its environment (an HTTP proxy)."""
     kwargs = {**I2D, **options, "url_list": str(urls), "output_format": output_format, "output_folder": str(out)}
     script = f"import img2dataset, json\nif __name__ == '__main__':\n    img2dataset.download(**json.loads({json.dumps(json.dumps(kwargs))}))\n"
     (out.parent / "run_i2d.py").write_text(script)
     proc = subprocess.run([sys.executable, str(out.parent / "run_i2d.py")], capture_output=True, text=True,
-                          env={"NO_ALBUMENTATIONS_UPDATE": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+                          env={"NO_ALBUMENTATIONS_UPDATE": "1", "PATH": "/usr/bin:/bin", **(env or {})}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 

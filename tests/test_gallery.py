@@ -425,3 +425,55 @@ def test_export_hf_and_webdataset_of_generated_images_read_back(site: Site, tmp_
         meta = json.loads(sample["json"])
         path = f"vist/{meta['context']}/{meta['model']}/seed{meta['seed']}/{meta['example_id']}"
         assert sample["png"] == ok[path]["image"] and sample["__key__"] == path.replace(".", "_")
+
+
+def _fixture_prompt(story_id: str, context: str) -> str:
+    """The oracle: the text a VIST context holds, written out from test_bench_data.build_fixture_data (story
+    "5SSS" has sentences "story S sentence P ..."); "1c" is the last sentence, "5c" all five joined by a space."""
+    texts = [f"story {int(story_id[1:])} sentence {p} about the [female] at the beach ." for p in range(5)]
+    return " ".join(texts[-int(context[0]):])
+
+
+def test_exports_of_generated_images_carry_each_prompt_and_score(site: Site, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export hf|webdataset|images` give each generated image its prompt (the context's story text) and scores."""
+    import datasets
+    import webdataset as wds
+    from typer.testing import CliRunner
+
+    from gill_eval.cli import app
+    from gill_eval.store import root
+
+    monkeypatch.setenv("GILL_EVAL_DATA", str(site.data))  # prompts are rebuilt from the run's prepared data
+    monkeypatch.setattr(root, "_override", None)
+    results = str(site.data / "results")
+    scores = {}  # (context, model, seed, example) -> clip similarity
+    for r in site.results:
+        if r["benchmark"] == "vist":
+            df = pd.read_parquet(Path(r["_dir"]) / SCORES_FILE)
+            for row in df[(df["metric"] == "clip_similarity") & (df["status"] == "success")].to_dict("records"):
+                scores[(r["context"], r["model"]["label"], row["seed"], str(row["example_id"]))] = row["value"]
+    run = CliRunner().invoke(app, ["export", "hf", str(tmp_path / "hf"), "--results", results, "--benchmark", "vist"])
+    assert run.exit_code == 0, run.output
+    split = datasets.load_dataset("parquet", data_dir=str(tmp_path / "hf"), cache_dir=str(tmp_path / "cache"))["test"]
+    rows = split.remove_columns("image").to_list()
+    assert len(rows) == 2 * 2 * 2 * 6 and {r["context"] for r in rows} == {"1c", "5c"}
+    for row in rows:
+        assert row["prompt"] == _fixture_prompt(row["example_id"], row["context"])
+        want = scores.get((row["context"], row["model"], row["seed"], row["example_id"]))
+        assert row["clip_similarity"] == (pytest.approx(want) if want is not None else None)
+    assert sum(r["clip_similarity"] is not None for r in rows) == len(scores) > 0
+    run = CliRunner().invoke(app, ["export", "webdataset", str(tmp_path / "wds"), "--results", results,
+                                   "--benchmark", "vist", "--json"])
+    assert run.exit_code == 0, run.output
+    samples = list(wds.WebDataset(sorted(str(p) for p in (tmp_path / "wds").glob("*.tar")), shardshuffle=False))
+    assert samples
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        assert sample["txt"].decode() == meta["prompt"] == _fixture_prompt(meta["example_id"], meta["context"])
+    run = CliRunner().invoke(app, ["export", "images", str(tmp_path / "png"), "--results", results, "--json"])
+    assert run.exit_code == 0, run.output
+    index = pd.read_csv(tmp_path / "png" / "index.csv", dtype={"example_id": str})
+    vist_rows = index[index["benchmark"] == "vist"]
+    assert len(vist_rows) == len(rows)
+    assert all(p == _fixture_prompt(e, c) for p, e, c in zip(vist_rows["prompt"], vist_rows["example_id"], vist_rows["context"]))

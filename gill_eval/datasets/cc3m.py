@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 
 from gill_eval.console import info
 from gill_eval.datasets.download import DownloadOptions, download_images, retry_failed, retry_history
-from gill_eval.datasets.from_copy import import_images, open_copy
+from gill_eval.datasets.from_copy import Records, import_images, open_copy
 from gill_eval.datasets.output import PreparedDataset, coverage
 from gill_eval.datasets.sources import resolve_source
 from gill_eval.errors import ConfigError, InputError
@@ -121,7 +121,7 @@ def prepare_cc3m(
     prepared.write_examples(table, options.shard_size)
     imported = None
     if found is not None:
-        imported = import_images(found, table.select(["key", "caption", "url"]), prepared.work_dir,
+        imported = import_images(found, Records(table.select(["key", "caption", "url"])), prepared.work_dir,
                                  prepared.images_dir, options)
     else:
         download_images(table.select(["key", "url"]), prepared.work_dir, prepared.images_dir, options)

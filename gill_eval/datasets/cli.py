@@ -105,6 +105,11 @@ def prepare_vist_command(
     allow_local_urls: Annotated[bool, typer.Option(
         "--allow-local-urls", help="Also read url_o values that are file:// URLs or local paths (relative to the "
                                    "SIS file's folder); default: http(s) only. docs/reliability.md.")] = False,
+    copy: Annotated[Optional[Path], typer.Option(
+        "--from", help="Import the photos from an existing copy (img2dataset output of the url_o links, webdataset "
+                       "shards or a Hugging Face dataset folder) instead of downloading; joined by url_o.")] = None,
+    copy_format: Annotated[Optional[str], typer.Option(
+        "--from-format", help="img2dataset|webdataset|hf (default: detected from the folder's files).")] = None,
 ) -> None:
     """VIST stories (one row per story) and their url_o photos into datasets/vist/ (val) or vist-<split>/, with coverage."""
     from gill_eval.datasets.output import print_summary
@@ -113,7 +118,8 @@ def prepare_vist_command(
     options = _options(processes, threads, image_size, resize_mode, timeout, retries, distributor, shard_size, store,
                        spark_master)
     print_summary(prepare_vist(sis, split, options, retry=retry_failed, overwrite=overwrite,
-                               allow_local_urls=allow_local_urls), as_json)
+                               allow_local_urls=allow_local_urls, copy=str(copy) if copy is not None else None,
+                               copy_format=copy_format), as_json)
 
 
 @app.command("visdial")
@@ -138,7 +144,8 @@ def prepare_visdial_command(
 def prepare_coco_command(
     captions: Annotated[str, typer.Option("--captions", help="captions_val2014.json, or with --year 2017 "
                                                              "captions_val2017.json (path or URL).")],
-    images: Annotated[Path, typer.Option("--images", help="val2014.zip (val2017.zip) or its unpacked folder.")],
+    images: Annotated[Optional[Path], typer.Option(
+        "--images", help="val2014.zip (val2017.zip) or its unpacked folder; or pass --from.")] = None,
     num_captions: Annotated[int, typer.Option("--num-captions", help="Captions to draw for FID-30k.")] = 30_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the caption draw.")] = 0,
     year: Annotated[int, typer.Option("--year", help="2014: the FID-30k manifest (Table 8) into datasets/coco/; "
@@ -146,14 +153,21 @@ def prepare_coco_command(
     shard_size: ShardSize = 1000,
     overwrite: Overwrite = False,
     as_json: JsonFlag = False,
+    copy: Annotated[Optional[Path], typer.Option(
+        "--from", help="Instead of --images: a Hugging Face dataset folder (save_to_disk, or Parquet files) with an "
+                       "image column and an image_id or file_name column, joined to the captions file.")] = None,
+    copy_format: Annotated[Optional[str], typer.Option(
+        "--from-format", help="hf (the only format COCO is imported from; default: detected).")] = None,
 ) -> None:
     """COCO val: a seeded caption manifest and the val2014 images (--year 2014), or the val2017 captions (--year 2017)."""
     from gill_eval.datasets.output import print_summary
 
+    given = {"images": str(images) if images is not None else None, "copy": str(copy) if copy is not None else None,
+             "copy_format": copy_format}
     if year == 2017:
         from gill_eval.datasets.coco2017 import prepare_coco2017
 
-        print_summary(prepare_coco2017(captions, str(images), shard_size=shard_size, overwrite=overwrite), as_json)
+        print_summary(prepare_coco2017(captions, shard_size=shard_size, overwrite=overwrite, **given), as_json)
         return
     if year != 2014:
         from gill_eval.errors import ConfigError
@@ -161,7 +175,8 @@ def prepare_coco_command(
         raise ConfigError(f"--year {year}: expected 2014 or 2017")
     from gill_eval.datasets.coco import prepare_coco
 
-    summary = prepare_coco(captions, str(images), num_captions, seed, shard_size=shard_size, overwrite=overwrite)
+    summary = prepare_coco(captions, num_captions=num_captions, seed=seed, shard_size=shard_size, overwrite=overwrite,
+                           **given)
     print_summary(summary, as_json)
 
 

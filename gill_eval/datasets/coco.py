@@ -5,6 +5,9 @@ its choice and saves it: captions are drawn uniformly without replacement from a
 ``SAMPLING_RULE``; the reference set is every image of the captions file (the full val2014 set), not
 only the images of the drawn captions. The drawn manifest's sha256 (over a canonical JSON-lines form)
 goes into the dataset manifest so that results can name exactly which prompts they used.
+
+The images come from ``--images`` (val2014.zip or its folder) or, with ``--from``, from a Hugging Face
+``datasets`` copy joined to the captions file by image id (``coco_copy``); both write the same image shards.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from gill_eval.datasets.archive import open_image_source
+from gill_eval.datasets.coco_copy import open_coco_images
 from gill_eval.datasets.local_images import write_local_image_shards
 from gill_eval.datasets.output import PreparedDataset, coverage
 from gill_eval.datasets.sources import load_json, resolve_source
 from gill_eval.errors import ConfigError, InputError
 from gill_eval.schema import COCO_CAPTIONS, validate
-from gill_eval.store import Manifest, data_root, sha256_file
+from gill_eval.store import Manifest, data_root
 
 NAME = "coco"
 SAMPLING_RULE = (
@@ -82,18 +85,20 @@ def manifest_sha256(rows: list[tuple[int, int, str]]) -> str:
 
 
 def prepare_coco(
-    captions_path: str, images: str, num_captions: int = 30_000, seed: int = 0, shard_size: int = 1000,
-    overwrite: bool = False,
+    captions_path: str, images: str | None = None, num_captions: int = 30_000, seed: int = 0, shard_size: int = 1000,
+    overwrite: bool = False, copy: str | None = None, copy_format: str | None = None,
 ) -> dict[str, Any]:
-    """Write the seeded caption manifest as examples and every val2014 image as image shards."""
+    """Write the seeded caption manifest as examples and every val2014 image as image shards.
+
+    The images come from ``images`` (the zip or its folder) or from the Hugging Face copy ``copy``: exactly one.
+    """
     source = resolve_source(captions_path, data_root() / "sources" / "coco")
     image_list, captions = parse_captions(source.path, load_json(source.path))
     drawn = sample_captions(captions, num_captions, seed, source.path)
     digest = manifest_sha256(drawn)
-    with open_image_source(images) as image_source:
-        images_sha = sha256_file(image_source.path) if image_source.path.is_file() else None
+    with open_coco_images(images, copy, copy_format, image_list) as found:
         fingerprint = {
-            "sources": {"captions": source.sha256, "images": images_sha or str(image_source.path)},
+            "sources": {"captions": source.sha256, "images": found.identity},
             "options": {"num_captions": num_captions, "seed": seed, "shard_size": shard_size},
         }
         prepared = PreparedDataset.open(NAME, fingerprint, overwrite)
@@ -104,15 +109,16 @@ def prepare_coco(
             "caption": pa.array([c[2] for c in drawn], pa.string()),
         }, schema=EXAMPLE_SCHEMA)
         prepared.write_examples(table, 10_000)
-        write_local_image_shards([(str(i), f) for i, f in image_list], image_source, prepared.images_dir, shard_size)
+        write_local_image_shards([(str(i), f) for i, f in image_list], found.source, prepared.images_dir, shard_size)
+        imported = found.finish_import(prepared.work_dir)
     counts = {
         "examples": len(drawn),
         "captions_available": len(captions),
         "caption_manifest_sha256": digest,
         "reference_images": coverage(prepared.images_dir, len(image_list)),
+        **({"imported": imported["imported"]} if imported else {}),
     }
     options = {"num_captions": num_captions, "seed": seed, "sampling_rule": SAMPLING_RULE,
                "reference_set": "every image of the captions file (full val2014)", "shard_size": shard_size}
-    sources = [source.record(), {"path": str(Path(images)), **({"sha256": images_sha} if images_sha else {})}]
-    prepared.finish(Manifest(dataset=NAME, options=options, counts=counts, sources=sources))
-    return {"dataset": NAME, "dir": str(prepared.dir), **counts}
+    prepared.finish(Manifest(dataset=NAME, options=options, counts=counts, sources=[source.record(), found.record]))
+    return {"dataset": NAME, "dir": str(prepared.dir), **counts, **imported}

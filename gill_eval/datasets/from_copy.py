@@ -1,4 +1,4 @@
-"""``prepare cc3m --from DIR``: an existing copy of a dataset's images into the same shards a download makes.
+"""``prepare cc3m|vist --from DIR``: an existing copy of a dataset's images into the same shards a download makes.
 
 Sources (``--from-format``, detected when unambiguous, docs/protocols.md "Importing existing copies"):
 
@@ -11,11 +11,13 @@ Sources (``--from-format``, detected when unambiguous, docs/protocols.md "Import
 - ``hf``: a Hugging Face ``datasets`` folder (``save_to_disk``, or a script-free repository of data files
   ``load_dataset`` opens), with an image column and a ``caption``/``url`` column.
 
-Joining: the TSV of record gives every example its key (its row). A source row joins the row with its URL;
-a source without URLs joins by its key read as the row number, and then only if its caption matches.
-A row whose caption differs from the TSV's, whose URL or key is not in the TSV, or that repeats a key
+Joining (``Records``): the file of record gives every image its key, URL and, where it has one, caption:
+CC3M's TSV (key = row number), VIST's SIS file (key = Flickr photo id, URL = ``url_o``, no caption). A source
+row joins the record with its URL; a source without URLs joins by its key, read as the row number (CC3M,
+and then only if its caption matches) or as the record's key itself (VIST). A row whose caption differs
+from the record's, whose URL or key is not in the file of record (``not_in_<name>``), or that repeats a key
 already joined is never joined: it is counted and listed in ``download/import/rejected.parquet``.
-TSV rows the copy lacks get status ``missing_from_source``; rows the copy records as failed keep their
+Records the copy lacks get status ``missing_from_source``; rows the copy records as failed keep their
 failure reason; bytes that do not decode count as ``decode_error``. Then each image gets what a download
 of the split stores (``image_store``): the Pillow protocol resizes (CC3M val's centre crop, GILL's 224
 squash) from the copy's pixels, or, for ``img2dataset``, the copy's bytes unchanged.
@@ -24,7 +26,9 @@ Streaming and resume: a first pass reads the copy one source file (or, for ``hf`
 time and scatters its rows, at most ``FLUSH_ROWS`` images in memory, into spill files named by the image
 shard they belong to (``download/import/spill/<unit>/``); a second pass builds each image shard from its
 spill files. Both passes are units of work with done markers, so an interrupted import resumes. Memory is
-one flush and one image shard, plus a URL -> row map of the TSV (an integer pair per row).
+one flush and one image shard, plus a URL -> row map of the records (an integer pair per row).
+
+``hf_dataset``/``hf_image_column`` also serve ``coco_copy`` (``prepare coco --from``), which joins by image id.
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,7 +52,7 @@ from gill_eval.datasets.download import DownloadOptions, classify
 from gill_eval.datasets.image_store import IMG2DATASET, store_images
 from gill_eval.datasets.output import IMAGE_SCHEMA
 from gill_eval.errors import ConfigError, InputError
-from gill_eval.store import UnitOfWork, WorkPlan, cache_root, write_shard
+from gill_eval.store import UnitOfWork, WorkPlan, cache_root, remove_in_root, write_shard
 from gill_eval.store.shards import shard_name
 
 FORMATS = ("img2dataset", "webdataset", "hf")
@@ -62,7 +65,6 @@ FLUSH_ROWS = 512  # source images held before they are spilled to disk
 CHECK_BLOCK = 256  # images decoded per thread-pool task
 HF_BLOCK_ROWS = 10_000  # rows of a Hugging Face dataset per unit of work
 HF_SPLITS = {"val": ("validation", "val"), "train": ("train",)}
-REJECTED = ("caption_mismatch", "not_in_tsv", "unverifiable")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,23 @@ class SourceCopy:
         return _hf_rows(self.folder, self.split, unit)
 
 
+@dataclass(frozen=True)
+class Records:
+    """The images of record a copy is joined to: ``table`` (key, caption, url; sorted by key, so that the
+    image shards are its row ranges) from the file called ``name`` (rejects: ``not_in_<name>``). A copy row
+    without a URL is matched by its key read as a row number (``keys_are_rows``, CC3M's TSV) or by the key
+    itself (VIST's photo ids). A null caption (VIST's photos have none) is not checked."""
+
+    table: pa.Table
+    name: str = "tsv"
+    keys_are_rows: bool = True
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why a copy row is not joined, as counted and listed."""
+        return ("caption_mismatch", f"not_in_{self.name}", "unverifiable")
+
+
 def _numbered(folder: Path, suffix: str) -> list[Path]:
     return sorted(p for p in folder.glob(f"*{suffix}") if p.is_file() and not p.name.startswith((".", "_")))
 
@@ -138,7 +157,7 @@ def open_copy(folder: str | os.PathLike[str], fmt: str | None, split: str) -> So
     elif fmt == "webdataset":
         units = tuple(p.name for p in _numbered(root, ".tar"))
     else:
-        n = len(_hf_dataset(root, split))
+        n = len(hf_dataset(root, split))
         units = tuple(f"rows-{start:09d}" for start in range(0, n, HF_BLOCK_ROWS))
     if not units:
         raise InputError(f"--from {root}: no {fmt} files in this folder")
@@ -229,7 +248,7 @@ def _webdataset_rows(tar: Path) -> Iterator[SourceRow]:
         yield SourceRow(str(sample["__key__"]), meta.get("url"), caption, status, meta.get("error_message"), image)
 
 
-def _hf_dataset(folder: Path, split: str) -> Any:
+def hf_dataset(folder: Path, split: str) -> Any:
     """The Hugging Face dataset in ``folder`` (``load_from_disk``, else ``load_dataset`` of local files)."""
     import datasets
 
@@ -245,21 +264,33 @@ def _hf_dataset(folder: Path, split: str) -> Any:
     return ds
 
 
-def _hf_column(ds: Any, choices: tuple[str, ...]) -> str | None:
+def hf_column(ds: Any, choices: tuple[str, ...]) -> str | None:
+    """The first of ``choices`` that is a column of the Hugging Face dataset ``ds``."""
     return next((c for c in choices if c in ds.column_names), None)
 
 
-def _hf_rows(folder: Path, split: str, unit: str) -> Iterator[SourceRow]:
+def hf_image_column(ds: Any, folder: Path) -> str:
+    """The image column of ``ds``: its ``Image`` feature, else a ``jpg``/``image``/``png`` column of bytes."""
     import datasets
 
-    ds = _hf_dataset(folder, split)
     image_col = next((n for n, f in ds.features.items() if isinstance(f, datasets.Image)), None)
-    image_col = image_col or _hf_column(ds, ("jpg", "image", "png"))
+    image_col = image_col or hf_column(ds, ("jpg", "image", "png"))
     if image_col is None:
         raise InputError(f"--from {folder}: no image column (features: {', '.join(ds.column_names)})")
-    caption_col = _hf_column(ds, CAPTION_COLUMNS)
-    url_col = _hf_column(ds, URL_COLUMNS)
-    key_col = _hf_column(ds, KEY_COLUMNS)
+    return image_col
+
+
+def hf_image_bytes(value: Any) -> bytes | None:
+    """The bytes of one image cell (an ``Image`` feature's ``{bytes, path}``, or bytes); a path alone is not read."""
+    return value.get("bytes") if isinstance(value, dict) else value
+
+
+def _hf_rows(folder: Path, split: str, unit: str) -> Iterator[SourceRow]:
+    ds = hf_dataset(folder, split)
+    image_col = hf_image_column(ds, folder)
+    caption_col = hf_column(ds, CAPTION_COLUMNS)
+    url_col = hf_column(ds, URL_COLUMNS)
+    key_col = hf_column(ds, KEY_COLUMNS)
     start = int(unit.removeprefix("rows-"))
     table = ds.with_format("arrow")
     for first in range(start, min(start + HF_BLOCK_ROWS, len(ds)), FLUSH_ROWS):
@@ -269,35 +300,44 @@ def _hf_rows(folder: Path, split: str, unit: str) -> Iterator[SourceRow]:
         urls = block.column(url_col).to_pylist() if url_col else [None] * len(images)
         keys = block.column(key_col).to_pylist() if key_col else [str(first + i) for i in range(len(images))]
         for key, image, caption, url in zip(keys, images, captions, urls):
-            data = image.get("bytes") if isinstance(image, dict) else image
+            data = hf_image_bytes(image)
             yield SourceRow(str(key), url, caption, "success" if data else "no_image_in_sample", None, data)
 
 
-class TsvIndex:
-    """Which TSV row a source row is: by URL (an integer hash -> row map, checked on hit), else by key."""
+class RecordIndex:
+    """Which record a source row is: by URL (an integer hash -> row map, checked on hit), else by key."""
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, records: Records) -> None:
+        table = records.table
         self.keys = table.column("key")
         self.captions = table.column("caption")
         self.urls = table.column("url")
+        self.not_found = f"not_in_{records.name}"
         self.by_url: dict[int, int] = {}
+        self.by_key: dict[str, int] | None = None if records.keys_are_rows else {}
         for start in range(0, table.num_rows, 1 << 16):
             for i, url in enumerate(self.urls.slice(start, 1 << 16).to_pylist(), start):
                 self.by_url.setdefault(hash(url), i)
+            if self.by_key is not None:
+                self.by_key.update((k, i) for i, k in enumerate(self.keys.slice(start, 1 << 16).to_pylist(), start))
+
+    def _by_key(self, row: SourceRow) -> int | None:
+        if self.by_key is not None:
+            return self.by_key.get(row.key)
+        return int(row.key) if row.key.isdigit() and int(row.key) < len(self.keys) else None
 
     def row_of(self, row: SourceRow) -> tuple[int | None, str | None]:
-        """(TSV row, None) when the source row joins, else (None, why not)."""
+        """(record row, None) when the source row joins, else (None, why not)."""
         if row.url is not None:
             i = self.by_url.get(hash(row.url))
             if i is None or self.urls[i].as_py() != row.url:
-                return None, "not_in_tsv"
-        elif row.caption is None:
+                return None, self.not_found
+        elif row.caption is None and self.by_key is None:
             return None, "unverifiable"
-        elif row.key.isdigit() and int(row.key) < len(self.keys):
-            i = int(row.key)
-        else:
-            return None, "not_in_tsv"
-        if row.caption is not None and row.caption.strip() != self.captions[i].as_py().strip():
+        elif (i := self._by_key(row)) is None:
+            return None, self.not_found
+        want = self.captions[i].as_py()
+        if row.caption is not None and want is not None and row.caption.strip() != want.strip():
             return None, "caption_mismatch"
         return i, None
 
@@ -306,13 +346,15 @@ def _spill_dir(work_dir: Path) -> Path:
     return work_dir / "import" / "spill"
 
 
-def _scatter_unit(copy: SourceCopy, unit: UnitOfWork, index: TsvIndex, shard_size: int, out: Path) -> dict[str, Any]:
+def _scatter_unit(copy: SourceCopy, unit: UnitOfWork, index: RecordIndex, reasons: tuple[str, ...],
+                  shard_size: int, out: Path) -> dict[str, Any]:
     """Spill one unit's joined rows by target image shard; returns its counts (and writes its rejects)."""
-    shutil.rmtree(out, ignore_errors=True)  # a unit cut short before: start it again
+    if out.exists():  # a unit cut short before: start it again (a removal inside the data root only)
+        remove_in_root(out)
     out.mkdir(parents=True)
     buffered: dict[int, list[dict[str, Any]]] = {}
     rejected: list[dict[str, Any]] = []
-    counts = {"rows": 0, "joined": 0, **{why: 0 for why in REJECTED}}
+    counts = {"rows": 0, "joined": 0, **{why: 0 for why in reasons}}
     flushes = 0
 
     def flush() -> None:
@@ -368,7 +410,7 @@ def _check_bytes(table: pa.Table, workers: int) -> pa.Table:
     return table
 
 
-def _gather_shard(spill: Path, target: int, tsv: pa.Table, shard_size: int,
+def _gather_shard(spill: Path, target: int, records: pa.Table, shard_size: int,
                   options: DownloadOptions) -> tuple[pa.Table, int]:
     """Image shard ``target`` from its spilled rows (first success per key wins; the other rows of a key are
     counted as duplicates), missing keys filled, images stored as the split stores them."""
@@ -382,7 +424,7 @@ def _gather_shard(spill: Path, target: int, tsv: pa.Table, shard_size: int,
             if old is None or (old["status"] != "success" and row["status"] == "success"):
                 chosen[row["key"]] = row
         found = pa.Table.from_pylist(list(chosen.values()), schema=IMAGE_SCHEMA)
-    block = tsv.slice(target * shard_size, shard_size)
+    block = records.slice(target * shard_size, shard_size)
     missing = block.filter(pc.invert(pc.is_in(block.column("key"), value_set=found.column("key").combine_chunks())))
     filler = pa.table({"key": missing.column("key"), "status": pa.repeat(MISSING, missing.num_rows),
                        "error_message": pa.repeat("the imported copy has no row for this URL", missing.num_rows),
@@ -396,25 +438,25 @@ def _gather_shard(spill: Path, target: int, tsv: pa.Table, shard_size: int,
     return store_images(table, options.store, options.image_size, workers=workers), duplicates
 
 
-def import_images(copy: SourceCopy, tsv: pa.Table, work_dir: Path, images_dir: Path,
+def import_images(copy: SourceCopy, records: Records, work_dir: Path, images_dir: Path,
                   options: DownloadOptions) -> dict[str, Any]:
-    """Import ``copy`` into ``images_dir`` (shards of ``options.shard_size`` TSV rows); resumes; returns counts."""
+    """Import ``copy`` into ``images_dir`` (shards of ``options.shard_size`` records); resumes; returns counts."""
     spill = _spill_dir(work_dir)
     scatter = WorkPlan(work_dir / "import" / "scatter", [UnitOfWork(u, i) for i, u in enumerate(copy.units)])
     pending = scatter.pending()
     if pending:
-        index = TsvIndex(tsv)
+        index = RecordIndex(records)
         for unit in track(pending, f"reading {copy.format} copy"):
-            counts = _scatter_unit(copy, unit, index, options.shard_size, spill / unit.uid)
+            counts = _scatter_unit(copy, unit, index, records.reasons, options.shard_size, spill / unit.uid)
             scatter.mark_done(unit, counts)
-    n_shards = max(1, -(-tsv.num_rows // options.shard_size))
+    n_shards = max(1, -(-records.table.num_rows // options.shard_size))
     gather = WorkPlan(images_dir, [UnitOfWork(f"{i:05d}", i) for i in range(n_shards)])
     to_write = gather.pending()
     if to_write and not spill.is_dir():
         raise InputError(f"{images_dir}: image shards to rebuild but the import's spill files are gone; "
                          "pass --overwrite to import again")
     for unit in track(to_write, "writing image shards"):
-        table, duplicates = _gather_shard(spill, unit.index, tsv, options.shard_size, options)
+        table, duplicates = _gather_shard(spill, unit.index, records.table, options.shard_size, options)
         path = write_shard(table, images_dir / shard_name(unit.index))
         gather.mark_done(unit, {"rows": table.num_rows, "duplicates": duplicates}, [path])
     totals: dict[str, int] = {"duplicates": 0}
@@ -428,6 +470,6 @@ def import_images(copy: SourceCopy, tsv: pa.Table, work_dir: Path, images_dir: P
     parts = [pq.read_table(p) for p in sorted(spill.glob("*/rejected.parquet"))]
     if parts:
         write_shard(pa.concat_tables(parts), rejected)
-        shutil.rmtree(spill)  # the image shards hold everything now
+        remove_in_root(spill)  # the image shards hold everything now
     return {**copy.record(), "counts": totals, "rejected_rows": str(rejected)}
 

@@ -7,6 +7,10 @@ order, as GILL and FROMAGe do. A story that is not exactly 5 rows long or whose 
 ``rejected_stories.json``, never dropped silently. Photos are keyed by Flickr photo id and downloaded
 from ``url_o``; photos without ``url_o`` are counted. Examples are keyed by story id (the same photo
 ends several stories, so results must never be keyed by photo).
+
+With ``--from DIR`` the photos come from an existing copy (``from_copy``: img2dataset output of the url_o
+links, webdataset shards, a Hugging Face folder with image and url columns), joined to the referenced photos
+by ``url_o`` (by photo id for a copy without URLs) and stored as a download stores them (GILL's 224 PNG).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pyarrow as pa
 
 from gill_eval.datasets.archive import read_tar_member
 from gill_eval.datasets.download import DownloadOptions, download_images, retry_failed, retry_history
+from gill_eval.datasets.from_copy import Records, import_images, open_copy
 from gill_eval.datasets.output import PreparedDataset, coverage, image_statuses
 from gill_eval.datasets.sources import load_json, resolve_source
 from gill_eval.errors import ConfigError, InputError
@@ -121,12 +126,13 @@ def story_coverage(stories: list[dict[str, Any]], status: dict[str, str]) -> dic
 
 def prepare_vist(
     sis: str, split: str, options: DownloadOptions, retry: bool = False, overwrite: bool = False,
-    allow_local_urls: bool = False,
+    allow_local_urls: bool = False, copy: str | None = None, copy_format: str | None = None,
 ) -> dict[str, Any]:
     """Parse the SIS file, write one row per story, download the referenced photos, record coverage.
 
     ``url_o`` must be http(s) unless ``allow_local_urls`` (then file:// and local paths, relative to the
-    SIS file's folder, are read too; docs/reliability.md).
+    SIS file's folder, are read too; docs/reliability.md). With ``copy`` (``--from DIR``) the photos are
+    imported from an existing copy instead (``from_copy``), which is recorded among the manifest's sources.
     """
     name = dataset_name(split)
     options = options.with_default_store(DEFAULT_STORE)
@@ -134,13 +140,23 @@ def prepare_vist(
     parsed = parse_sis(source.path, load_sis(source.path, split), allow_local_urls)
     if not parsed.stories:
         raise InputError(f"{source.path}: no complete 5-photo story ({len(parsed.rejected)} rejected)")
-    prepared = PreparedDataset.open(name, {"sources": {"sis": source.sha256}, "options": options.content()}, overwrite)
+    if copy is not None and retry:
+        raise ConfigError("--retry-failed downloads again; it does not combine with --from")
+    found = open_copy(copy, copy_format, split) if copy is not None else None
+    sources = {"sis": source.sha256, **({"from": found.fingerprint()} if found else {})}
+    prepared = PreparedDataset.open(name, {"sources": sources, "options": options.content()}, overwrite)
     atomic_write_json(prepared.dir / "rejected_stories.json", parsed.rejected)
     prepared.write_examples(pa.Table.from_pylist(parsed.stories, schema=EXAMPLE_SCHEMA), 10_000)
     with_url = sorted(p for p in parsed.referenced if parsed.photo_urls.get(p))
     urls = pa.table({"key": pa.array(with_url, pa.string()),
                      "url": pa.array([parsed.photo_urls[p] for p in with_url], pa.string())})
-    download_images(urls, prepared.work_dir, prepared.images_dir, options)
+    imported = None
+    if found is not None:
+        records = urls.append_column("caption", pa.nulls(urls.num_rows, pa.string()))  # photos have no caption
+        imported = import_images(found, Records(records, name="sis", keys_are_rows=False), prepared.work_dir,
+                                 prepared.images_dir, options)
+    else:
+        download_images(urls, prepared.work_dir, prepared.images_dir, options)
     if retry:
         retry_failed(prepared.work_dir, prepared.images_dir, options)
     images = coverage(prepared.images_dir, len(with_url))
@@ -154,11 +170,16 @@ def prepare_vist(
         "images": images,
         "retries": retry_history(prepared.work_dir),
     }
+    if imported is not None:
+        counts["imported"] = imported["counts"]
     manifest = Manifest(dataset=name, options={"split": split, **options.record()}, counts=counts)
     manifest.sources.append(source.record())
+    if found is not None:
+        manifest.sources.append(found.record())
     prepared.finish(manifest)
     details = {"stories": counts["stories"], "stories rejected": len(parsed.rejected),
                "photos without url_o": counts["photos_without_url_o"]}
     if parsed.rejected:
         details["first rejected"] = parsed.rejected[:3]
-    return {"dataset": name, "dir": str(prepared.dir), **counts, "rejected": parsed.rejected, "details": details}
+    return {"dataset": name, "dir": str(prepared.dir), **counts, "rejected": parsed.rejected, "details": details,
+            **({"rejected_rows": imported["rejected_rows"]} if imported else {})}

@@ -49,11 +49,21 @@ def _dataset(folder: Path | None) -> Path:
     return Path(folder) if folder is not None else dataset_dir("partiprompts")
 
 
+PROMPT_CLEANUP = "notebook-strip"
+"""The name of ``clean_prompt``, recorded with decision features (``featureset.compute``) so that features of
+prompts cleaned another way are recomputed, never reused; rename it whenever ``clean_prompt`` changes."""
+
+
+def clean_prompt(prompt: str) -> str:
+    """A prompt as the notebook reads it: its ``line.strip()`` drops the leading space one prompt has in the
+    TSV (docs/protocols.md, Table 6); the trailing end of the line is other columns."""
+    return prompt.lstrip()
+
+
 def load_prompts(folder: Path | None = None) -> Prompts:
-    """Keys and prompts of the prepared PartiPrompts table, as the notebook reads them: its ``line.strip()``
-    drops the leading space one prompt has in the TSV (docs/protocols.md, Table 6)."""
+    """Keys and prompts of the prepared PartiPrompts table, each through ``clean_prompt``."""
     rows = list(iter_rows(_examples(folder), columns=["key", "prompt"]))
-    return Prompts([r["key"] for r in rows], [r["prompt"].lstrip() for r in rows])
+    return Prompts([r["key"] for r in rows], [clean_prompt(r["prompt"]) for r in rows])
 
 
 def _examples(folder: Path | None) -> Path:

@@ -8,6 +8,7 @@ candidate shards so a CC3M-sized set never has to fit in memory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gill_eval.console import info
-from gill_eval.decision.annotations import load_prompts
+from gill_eval.decision.annotations import PROMPT_CLEANUP, Prompts, load_prompts
 from gill_eval.decision.features import FeatureSource, fingerprint_hash
 from gill_eval.errors import InputError
 from gill_eval.store import Manifest, data_root, iter_batches, list_shards, read_manifest, sha256_file, write_manifest
@@ -76,6 +77,11 @@ class FeatureSet:
                    (table.schema.metadata or {}).get(SPEC_KEY, b"").decode() or fingerprint.get("kind", "?"))
 
 
+def prompts_sha256(prompts: Prompts) -> str:
+    """sha256 of the (key, prompt) pairs in order, exactly as they are encoded."""
+    return hashlib.sha256(json.dumps([prompts.keys, prompts.prompts], ensure_ascii=False).encode()).hexdigest()
+
+
 def default_out(source: FeatureSource, fingerprint: dict[str, Any]) -> Path:
     """``<data_root>/features/decision/<source kind>-<fingerprint hash>``."""
     kind = source.spec.split(":", 1)[0]
@@ -116,14 +122,18 @@ def compute(
 ) -> tuple[Path, dict[str, Any]]:
     """Encode every prompt with ``source`` (plus ``max_cosine`` when ``candidates`` is given) and write them.
 
-    A rerun whose manifest already records the same fingerprint and candidates does nothing.
+    A rerun whose manifest already records the same fingerprint, prompts (clean-up included) and candidates
+    does nothing.
     Returns the folder and its manifest options.
     """
     fingerprint = source.fingerprint()
     out = Path(out) if out is not None else default_out(source, fingerprint)
     prompts = load_prompts(dataset)
     options: dict[str, Any] = {"source": source.spec, "fingerprint": fingerprint,
-                               "fingerprint_hash": fingerprint_hash(fingerprint), "prompts": len(prompts.keys)}
+                               "fingerprint_hash": fingerprint_hash(fingerprint), "prompts": len(prompts.keys),
+                               # the prompts as encoded: features of prompts cleaned (or prepared) otherwise are
+                               # recomputed, never reused (docs/protocols.md, Table 6)
+                               "prompt_cleanup": PROMPT_CLEANUP, "prompts_sha256": prompts_sha256(prompts)}
     if candidates is not None:
         assert query_source is not None, "candidates need a query source"
         options["retrieval"] = {"candidates": str(candidates), "query_source": query_source.spec,

@@ -78,7 +78,8 @@ def write_card(out: Path, title: str, split: str, provenance: dict[str, Any], co
 
 PREPARED_COLUMNS = {"key": "string", "caption": "string", "status": "string", "image": "image"}
 GENERATED_COLUMNS = {"id": "string", "benchmark": "string", "context": "string", "model": "string",
-                     "model_fingerprint": "string", "seed": "int64", "example_id": "string", "status": "string",
+                     "model_fingerprint": "string", "seed": "int64", "example_id": "string", "prompt": "string",
+                     "status": "string",
                      "limit": "string", "clip_similarity": "float64", "lpips": "float64", "clip_score": "float64",
                      "image": "image"}
 

@@ -4,7 +4,15 @@ Layout: ``DIR/<benchmark>/<context>/<model label>/seed<S>/<example id>.png`` (a 
 run's context folder is ``<context>-limit<N>``), so each (benchmark, context, model, seed) is one folder,
 as clean-fid and torchmetrics take image sets. The files are the stored PNG bytes, unchanged; a file that
 exists is not written again. ``DIR/index.csv`` lists every row (failed generations too, without a file)
-with its per-example CLIP similarity and LPIPS where the benchmark has them.
+with its prompt and its per-example CLIP similarity and LPIPS where the benchmark has them.
+
+Prompts (``example_prompts``, shared by every images export): neither the generation shards nor the scores
+hold the model's input, so each example's context is rebuilt from the prepared dataset exactly as the
+benchmark built it for the run (``bench.job(context).build_contexts``), once the prepared data is checked to
+be the run's (its manifest hash). The prompt is the context's text (``models.base.join_captions``: its
+captions in order joined with one space; for VIST the story sentences the context holds, the last one being
+the target's, while the context name says where images were interleaved). When the prepared data changed or
+is gone, the prompt is left empty and a warning names the run.
 """
 
 from __future__ import annotations
@@ -20,15 +28,16 @@ import typer
 
 from gill_eval.bench.results import load_results, results_root
 from gill_eval.console import emit_json, info, make_progress
-from gill_eval.errors import InputError
+from gill_eval.errors import GillEvalError, InputError
 from gill_eval.report.gallery import SHOWN_METRICS, example_scores, partial_tag
 from gill_eval.report.generated import is_generation_result, iter_generated, safe_name
 from gill_eval.report.render import latest_results
 from gill_eval.store import atomic_write_bytes, atomic_write_text
 
 INDEX = "index.csv"
-COLUMNS = ["benchmark", "context", "model", "model_fingerprint", "seed", "example_id", "status", "path", "limit",
-           *SHOWN_METRICS]
+COLUMNS = ["benchmark", "context", "model", "model_fingerprint", "seed", "example_id", "prompt", "status", "path",
+           "limit", *SHOWN_METRICS]
+PROMPT_CHUNK = 32  # examples whose contexts are rebuilt at once (a VIST context may hold four images)
 
 
 @dataclass
@@ -39,6 +48,26 @@ class ExportSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"folder": str(self.folder), "index": str(self.folder / INDEX), "rows": self.rows, "written": self.written}
+
+
+def example_prompts(result: dict[str, Any], example_ids: set[str]) -> tuple[dict[str, str], str | None]:
+    """(example id -> prompt, None), or ({}, why not) when the run's prepared data cannot be read back."""
+    from gill_eval.bench.api import make_benchmark
+    from gill_eval.models.base import join_captions
+
+    try:
+        bench = make_benchmark(result["benchmark"], result.get("protocol", {}).get("num"))
+        job = bench.job(result["context"])
+        if job.data_hash != result["data"]["manifest_hash"]:
+            return {}, f"the prepared {bench.dataset.name} changed since this run"
+        ids = sorted(example_ids)
+        prompts: dict[str, str] = {}
+        for start in range(0, len(ids), PROMPT_CHUNK):
+            chunk = ids[start:start + PROMPT_CHUNK]
+            prompts.update(zip(chunk, (join_captions(context) for context in job.build_contexts(chunk)), strict=True))
+        return prompts, None
+    except GillEvalError as exc:
+        return {}, str(exc)
 
 
 def generated_records(results: list[dict[str, Any]],
@@ -52,13 +81,16 @@ def generated_records(results: list[dict[str, Any]],
         context_dir = safe_name("-".join(p for p in (r["context"], partial_tag(r)) if p))
         base = Path(safe_name(r["benchmark"])) / context_dir / safe_name(r["model"]["label"])
         examples, metrics = example_scores(r)
-        for g in iter_generated(r):
-            if examples and g.example_id not in examples:
-                continue  # generated in a shared block but outside this run's examples
+        # generated in a shared block but outside this run's examples: left out
+        rows = [g for g in iter_generated(r) if not examples or g.example_id in examples]
+        prompts, why = example_prompts(r, {g.example_id for g in rows})
+        if why is not None:
+            info(f"[yellow]{r['benchmark']} {r['context']} {r['model']['label']}: prompts left empty ({why})[/]")
+        for g in rows:
             record = {"benchmark": r["benchmark"], "context": r["context"], "model": r["model"]["label"],
                       "model_fingerprint": r["model"]["fingerprint_hash"], "seed": g.seed,
-                      "example_id": g.example_id, "status": g.status, "limit": r.get("limit") or "",
-                      **metrics.get((g.example_id, g.seed), {})}
+                      "example_id": g.example_id, "prompt": prompts.get(g.example_id), "status": g.status,
+                      "limit": r.get("limit") or "", **metrics.get((g.example_id, g.seed), {})}
             yield base / f"seed{g.seed}" / safe_name(g.example_id), record, g.png
 
 

@@ -1,8 +1,8 @@
 """``gill-eval export webdataset DIR``: reference images or generated images as webdataset tar shards.
 
-Each sample is ``<key>.<jpg|png>`` (the stored bytes, unchanged), ``<key>.txt`` (the caption, for a
-prepared dataset) and ``<key>.json`` (key, status and, for generated images, benchmark, context, model,
-seed and the per-image scores); shards are ``DIR/<name>-NNNNN.tar`` of at most ``SAMPLES_PER_SHARD``
+Each sample is ``<key>.<jpg|png>`` (the stored bytes, unchanged), ``<key>.txt`` (the caption of a
+prepared dataset's image, or a generated image's prompt) and ``<key>.json`` (key, status and, for generated
+images, benchmark, context, model, seed, prompt and the per-image scores); shards are ``DIR/<name>-NNNNN.tar`` of at most ``SAMPLES_PER_SHARD``
 samples, each written atomically, read back by ``webdataset.WebDataset``. Rows without an image (failed
 downloads or generations) are counted, not written: webdataset consumers expect an image per sample.
 """
@@ -71,7 +71,8 @@ def export_webdataset(out: Path, dataset: str | None = None, results: list[dict[
                 counts["without_image"] += 1
                 continue
             counts["samples"] += 1
-            yield {"__key__": _key(stem.as_posix()), "png": png, "json": json.dumps(record, default=str)}
+            prompt = {"txt": record["prompt"]} if record["prompt"] is not None else {}
+            yield {"__key__": _key(stem.as_posix()), "png": png, **prompt, "json": json.dumps(record, default=str)}
 
     name = dataset if dataset is not None else "generated"
     shards = write_shards(prepared() if dataset is not None else generated(), out, name)

@@ -2,22 +2,76 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from gill_eval.report.plots import plot_context_curves
-from gill_eval.bench.registry import benchmarks
+from gill_eval.bench.registry import TEXT, benchmarks
 from gill_eval.report.tables import layouts, paper_tables, provenance_rows, render_table
+
+_OPTION_TEXT = 32  # characters of an option value shown in a label that tells two runs apart
+_UNSET = "(unset)"  # an option a run does not record (e.g. one added to the model after that run)
+
+
+def run_options(result: dict[str, Any], text_benchmarks: set[str]) -> dict[str, Any]:
+    """What a run asked for: the model's output-affecting options (its fingerprint) and, for a text benchmark
+    (``text_benchmarks``), the benchmark's prompt options (its protocol less the seeds)."""
+    options = dict((result["model"].get("fingerprint") or {}).get("options") or {})
+    if result["benchmark"] in text_benchmarks:
+        options.update((k, v) for k, v in (result.get("protocol") or {}).items() if k != "seeds")
+    return options
+
+
+def _canonical(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True, default=str)
+
+
+def _option_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= _OPTION_TEXT else text[: _OPTION_TEXT - 1] + "…"
+
+
+def _told_apart(results: list[dict[str, Any]], options: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``results`` with the label of every run whose label, in its benchmark (scorer preset, --limit), also
+    names runs with other options extended by the options that differ: ``sd [text_cleanup=none]``."""
+    def group(r: dict[str, Any]) -> tuple:
+        return r["benchmark"], r["model"]["label"], r["scorers"].get("preset"), r.get("limit") or 0
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(group(r), []).append(r)
+    differing: dict[tuple, list[str]] = {}
+    for key, members in groups.items():
+        names = sorted({name for r in members for name in options[id(r)]})
+        differing[key] = [n for n in names
+                          if len({_canonical({"v": options[id(r)].get(n, _UNSET)}) for r in members}) > 1]
+    out: list[dict[str, Any]] = []
+    for r in results:  # in the given order
+        names = differing[group(r)]
+        if names:
+            tag = ", ".join(f"{n}={_option_text(options[id(r)].get(n, _UNSET))}" for n in names)
+            r = {**r, "model": {**r["model"], "label": f"{r['model']['label']} [{tag}]"}}
+        out.append(r)
+    return out
 
 
 def latest_results(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One result per (benchmark, label, context, scorer preset, --limit): the most recent run."""
+    """One result per (benchmark, label, context, scorer preset, --limit, run options): the most recent run.
+
+    Runs of one label with other options (``run_options``: sd's ``text_cleanup``, a Table 7 prompt) are
+    never mixed: each keeps its own latest result, labelled with the options that tell the runs apart
+    (docs/python-api.md, "Which results a report shows")."""
+    text_benchmarks = {spec.name for spec in benchmarks() if spec.kind == TEXT}
     best: dict[tuple, dict[str, Any]] = {}
+    options: dict[int, dict[str, Any]] = {}
     for r in results:
-        key = (r["benchmark"], r["model"]["label"], r["context"], r["scorers"].get("preset"), r.get("limit") or 0)
+        mine = run_options(r, text_benchmarks)
+        key = (r["benchmark"], r["model"]["label"], r["context"], r["scorers"].get("preset"), r.get("limit") or 0,
+               _canonical(mine))
         if key not in best or r.get("run", {}).get("time", "") >= best[key].get("run", {}).get("time", ""):
-            best[key] = r
-    return list(best.values())
+            best[key], options[id(r)] = r, mine
+    return _told_apart(list(best.values()), options)
 
 
 def render_report(

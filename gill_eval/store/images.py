@@ -1,21 +1,23 @@
 """Image bytes in the store: decoding with a size guard, lossless PNG encoding, and key lookups in image shards.
 
 An image shard folder (``datasets/<name>/images``) holds rows ``key, image, status``. ``ImageShards`` reads
-only the ``key``/``status`` columns to map keys to shards, then fetches the bytes of the requested keys with
-a Parquet filter, so memory stays proportional to what is asked for. It sits below ``models`` so that GILL's
-retrieval index can show the images it retrieves (docs/architecture.md); benchmarks read prepared datasets
-through it as well (``gill_eval.bench.data``).
+only the ``key``/``status`` columns to map each key to its shard and row, then reads the bytes of the
+requested rows only: just the row groups that hold them, each streamed up to its last requested row, so
+memory stays about one Parquet data page (a pyarrow writer puts up to 1,024 rows in one), not the shard.
+It sits below ``models`` so that GILL's retrieval index can show the images it retrieves
+(docs/architecture.md); benchmarks read prepared datasets through it as well (``gill_eval.bench.data``).
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -56,23 +58,70 @@ def encode_png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+#: A key's place in the index: its shard's number shifted left by ``_ROW_BITS``, or'ed with its row in the shard.
+_ROW_BITS = 40
+#: Rows per read batch and bytes of the read buffer when fetching image bytes (bounds the memory of a read).
+_READ_BATCH = 16
+_READ_BUFFER = 1 << 20
+
+
+def _image_rows(shard: Path, rows: dict[int, str]) -> Iterator[tuple[str, bytes]]:
+    """``(key, image bytes)`` of the given rows of ``shard`` (row in the shard -> the key indexed there).
+
+    Only the row groups holding those rows are read, each streamed (no pre-buffering) in batches of
+    ``_READ_BATCH`` rows and left after its last wanted row: the image column is never materialised, only
+    the data pages up to that row pass through memory, one at a time."""
+    try:
+        parquet = pq.ParquetFile(shard, buffer_size=_READ_BUFFER, pre_buffer=False)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"{shard}: not a readable Parquet shard ({exc})") from exc
+    with contextlib.closing(parquet):
+        meta = parquet.metadata
+        starts = [0]
+        for group in range(meta.num_row_groups):
+            starts.append(starts[-1] + meta.row_group(group).num_rows)
+        by_group: dict[int, list[int]] = {}
+        for row in sorted(rows):
+            by_group.setdefault(bisect.bisect_right(starts, row) - 1, []).append(row)
+        for group, wanted in by_group.items():
+            position, pending = starts[group], iter(wanted)
+            row = next(pending, None)
+            for batch in parquet.iter_batches(batch_size=_READ_BATCH, row_groups=[group], columns=["key", "image"]):
+                end = position + batch.num_rows
+                while row is not None and row < end:
+                    key = str(batch.column("key")[row - position].as_py())
+                    if key != rows[row]:
+                        raise InputError(f"{shard}: row {row} holds key {key!r}, not {rows[row]!r}; the shard "
+                                         "changed after it was indexed (reopen the dataset)")
+                    yield key, batch.column("image")[row - position].as_py()
+                    row = next(pending, None)
+                if row is None:
+                    break
+                position = end
+
+
 class ImageShards:
     """Key -> decoded image over a folder of image shards; only rows whose status is 'success' count."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._index: dict[str, Path] | None = None
+        self._shards: list[Path] = []
+        self._index: dict[str, int] | None = None
 
-    def _image_index(self) -> dict[str, Path]:
-        """Key -> shard path for images whose status is 'success' (only key/status columns are read)."""
+    def _image_index(self) -> dict[str, int]:
+        """Key -> place (shard number and row, ``_ROW_BITS``) of the images whose status is 'success'; only
+        the key/status columns are read. A key stored twice resolves to its last successful row."""
         if self._index is None:
-            index: dict[str, Path] = {}
-            for shard in list_shards(self.folder):
+            shards = list_shards(self.folder)
+            index: dict[str, int] = {}
+            for number, shard in enumerate(shards):
+                row = number << _ROW_BITS
                 for batch in iter_batches([shard], columns=["key", "status"]):
                     for key, status in zip(batch.column("key").to_pylist(), batch.column("status").to_pylist(), strict=True):
                         if status == "success":
-                            index[str(key)] = shard
-            self._index = index
+                            index[str(key)] = row
+                        row += 1
+            self._shards, self._index = shards, index
         return self._index
 
     def available(self) -> set[str]:
@@ -80,19 +129,19 @@ class ImageShards:
         return set(self._image_index())
 
     def images(self, keys: Iterable[str]) -> dict[str, Image.Image]:
-        """Decoded RGB images for ``keys`` (each must be available)."""
+        """Decoded RGB images for ``keys`` (each must be available); reads only the requested rows' bytes."""
         index = self._image_index()
         wanted = sorted(set(keys))
         missing = [k for k in wanted if k not in index]
         if missing:
             raise InputError(f"{self.folder}: no successful image for key(s) {', '.join(missing[:5])}")
-        by_shard: dict[Path, list[str]] = {}
+        by_shard: dict[int, dict[int, str]] = {}
         for key in wanted:
-            by_shard.setdefault(index[key], []).append(key)
+            place = index[key]
+            by_shard.setdefault(place >> _ROW_BITS, {})[place & ((1 << _ROW_BITS) - 1)] = key
         out: dict[str, Image.Image] = {}
-        for shard, shard_keys in by_shard.items():
-            table = pq.read_table(shard, columns=["key", "image", "status"])
-            mask = pc.and_(pc.is_in(table["key"].cast(pa.string()), pa.array(shard_keys)), pc.equal(table["status"], "success"))
-            for row in table.filter(mask).to_pylist():
-                out[str(row["key"])] = decode_image(row["image"], f"{shard} key {row['key']}")
+        for number, rows in by_shard.items():
+            shard = self._shards[number]
+            for key, data in _image_rows(shard, rows):
+                out[key] = decode_image(data, f"{shard} key {key}")
         return out

@@ -424,8 +424,15 @@ class GILL:
         """L2-normalised ``visual_fc`` of the CLIP pooled output (N, ret_emb_dim), float32.
 
         Normalised in the heads' dtype, as the official candidate matrix is (bf16 in the official setting).
+        On CPU ``visual_fc`` gets at least ``MIN_GEMM_ROWS`` rows, so an image's row does not depend on how
+        many images share the call (the last chunk of a candidate set may hold 1 to 3). The CLIP pass needs
+        nothing: its products have 257 rows per image, and its oneDNN patch convolution is exact per sample
+        (PyTorch's native one, which ``cpu_exact`` selects, is not).
         """
-        vec = self.heads.retrieval_image(self.clip_pooled(images))
+        pooled = self.clip_pooled(images)
+        rows = pooled.shape[0]
+        padded = pad_rows(pooled, MIN_GEMM_ROWS) if pooled.device.type == "cpu" else pooled
+        vec = self.heads.retrieval_image(padded)[:rows]
         return (vec / vec.norm(dim=-1, keepdim=True)).float().cpu().numpy()
 
     @torch.no_grad()
