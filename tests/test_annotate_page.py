@@ -66,7 +66,16 @@ def test_click_through_the_page(browser: Any, tmp_path: Path) -> None:
     assert page.text_content("#progress").startswith("1 / 3") and page.text_content("#prompt") == kit.items[1].prompt
     page.keyboard.press("2")
     page.keyboard.press("6")
-    page.reload()  # votes are kept in localStorage
+    assert page.text_content("#progress").startswith("2 / 3")
+    # votes are kept in localStorage: another page of the browser sees them before this one reloads (the
+    # browser process holds the storage; a reload that overtakes the renderer's last writes would lose them)
+    key = json.dumps("gill-eval-annotate:" + kit.meta["kit_id"])
+    probe = context.new_page()
+    probe.goto(page_path.as_uri())
+    probe.wait_for_function(f"(JSON.parse(localStorage.getItem({key})) || {{votes: []}}).votes.length === 2",
+                            timeout=20_000)
+    probe.close()
+    page.reload()
     assert page.text_content("#progress").startswith("2 / 3") and page.input_value("#annotator") == "alice"
     page.keyboard.press("3")
     page.keyboard.press("4")
