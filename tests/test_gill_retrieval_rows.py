@@ -1,4 +1,4 @@
-"""GILL's candidate image embeddings do not depend on how many candidates share the call (fp32, CPU).
+"""GILL's image embeddings (Table 5 candidates, `features gill`) do not depend on their batch (fp32, CPU).
 
 ``embed_images`` embeds in chunks of 32, so a set of 33 images ends in a chunk of 1 and a set of 35 in a chunk
 of 3: fewer rows than a CPU GEMM computes exactly (docs/protocols.md, "Batched GILL generation"). The oracle
@@ -8,6 +8,7 @@ is the image embedded alone; every row of sets of 1, 3, 33 and 35 images must eq
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -45,3 +46,18 @@ def test_a_candidate_embeds_the_same_in_sets_of_any_size(model) -> None:
     # not vacuous: unit-norm rows, and the images' embeddings differ from each other
     np.testing.assert_allclose(np.linalg.norm(alone, axis=1), 1.0, rtol=1e-5)
     assert len({row.tobytes() for row in alone}) == N_IMAGES
+
+
+def test_features_gill_rows_do_not_depend_on_the_batch(model) -> None:
+    """``features gill`` (the image index) has the same short last batches: a row of a batch of 1, 2, 3 or 5
+    images equals the image's row computed alone, bit for bit."""
+    from gill_eval.features.gill_image import GillImageStage
+
+    stage = GillImageStage(model)
+    pixels = model.gill.image_processor(images=_images()[:5], return_tensors="pt").pixel_values
+    alone = [stage.forward(pixels[i:i + 1])[0] for i in range(5)]
+    assert len({row.numpy().tobytes() for row in alone}) == 5  # not vacuous: the images differ
+    for start, stop in ((0, 2), (2, 5), (0, 5), (4, 5)):
+        batch = stage.forward(pixels[start:stop])
+        for offset, row in enumerate(batch):
+            assert torch.equal(row, alone[start + offset]), f"image {start + offset} in a batch of {stop - start}"

@@ -74,6 +74,7 @@ def test_retrieval_embeddings_are_normalised_in_the_model_dtype() -> None:
     blocks = torch.randn(3, 8, heads.dims.lm_dim).bfloat16()
     pooled = torch.randn(5, heads.dims.clip_dim).bfloat16()
     stub = types.SimpleNamespace(heads=heads, clip_pooled=lambda images: pooled)
+    stub.retrieval_image_vectors = lambda rows: GILL.retrieval_image_vectors(stub, rows)
     with torch.no_grad():  # gill/models.py: ret_emb / ret_emb.norm(...) on bf16 tensors
         ret_emb = heads.ret_text_hidden_fcs[0].model(blocks)[:, 0]
         expected_q = (ret_emb / ret_emb.norm(dim=-1, keepdim=True)).float().numpy()

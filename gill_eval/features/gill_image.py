@@ -62,7 +62,8 @@ class GillImageStage(FeatureStage):
         vision = self.gill.vision
         dtype = next(vision.parameters()).dtype
         pooled = vision(pixel_values=inputs.to(dtype)).pooler_output
-        return self.gill.heads.retrieval_image(pooled.to(self.gill.dtype)).float()
+        # padded on CPU, so a short last batch gives each image the row it gets in a full one
+        return self.gill.retrieval_image_vectors(pooled.to(self.gill.dtype)).float()
 
     def config(self) -> dict[str, Any]:
         return dict(self._config)

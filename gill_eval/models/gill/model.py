@@ -429,11 +429,16 @@ class GILL:
         nothing: its products have 257 rows per image, and its oneDNN patch convolution is exact per sample
         (PyTorch's native one, which ``cpu_exact`` selects, is not).
         """
-        pooled = self.clip_pooled(images)
+        vec = self.retrieval_image_vectors(self.clip_pooled(images))
+        return (vec / vec.norm(dim=-1, keepdim=True)).float().cpu().numpy()
+
+    @torch.no_grad()
+    def retrieval_image_vectors(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The checkpoint's ``visual_fc`` of CLIP pooled outputs (N, ret_emb_dim), in the heads' dtype, not
+        normalised; on CPU computed over at least ``MIN_GEMM_ROWS`` rows (``retrieval_images``)."""
         rows = pooled.shape[0]
         padded = pad_rows(pooled, MIN_GEMM_ROWS) if pooled.device.type == "cpu" else pooled
-        vec = self.heads.retrieval_image(padded)[:rows]
-        return (vec / vec.norm(dim=-1, keepdim=True)).float().cpu().numpy()
+        return self.heads.retrieval_image(padded)[:rows]
 
     @torch.no_grad()
     def sd_images(self, prompt_embeds: torch.Tensor, generators: Sequence[torch.Generator],
