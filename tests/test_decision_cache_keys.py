@@ -78,11 +78,10 @@ def test_changing_the_clean_up_recomputes(parti: Path, tmp_path: Path, monkeypat
     compute(source, out, parti)
     assert len(source.calls) == 3
     np.testing.assert_array_equal(FeatureSet.read(out).vectors, cleaned)
-    assert read_manifest(out).options["prompt_cleanup"] == annotations.PROMPT_CLEANUP
 
 
-def test_a_cache_that_does_not_record_the_clean_up_is_not_reused(parti: Path, tmp_path: Path) -> None:
-    """A folder as written before the clean-up was recorded (request = source, fingerprint and prompt count
+def test_a_cache_that_does_not_record_its_prompts_is_not_reused(parti: Path, tmp_path: Path) -> None:
+    """A folder as written before the prompts were recorded (request = source, fingerprint and prompt count
     only), holding features of the uncleaned prompts, is computed again."""
     source, out = RecordingSource(), tmp_path / "features"
     compute(source, out, parti)

@@ -49,11 +49,6 @@ def _dataset(folder: Path | None) -> Path:
     return Path(folder) if folder is not None else dataset_dir("partiprompts")
 
 
-PROMPT_CLEANUP = "notebook-strip"
-"""The name of ``clean_prompt``, recorded with decision features (``featureset.compute``) so that features of
-prompts cleaned another way are recomputed, never reused; rename it whenever ``clean_prompt`` changes."""
-
-
 def clean_prompt(prompt: str) -> str:
     """A prompt as the notebook reads it: its ``line.strip()`` drops the leading space one prompt has in the
     TSV (docs/protocols.md, Table 6); the trailing end of the line is other columns."""

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gill_eval.console import info
-from gill_eval.decision.annotations import PROMPT_CLEANUP, Prompts, load_prompts
+from gill_eval.decision.annotations import Prompts, load_prompts
 from gill_eval.decision.features import FeatureSource, fingerprint_hash
 from gill_eval.errors import InputError
 from gill_eval.store import Manifest, data_root, iter_batches, list_shards, read_manifest, sha256_file, write_manifest
@@ -133,7 +133,7 @@ def compute(
                                "fingerprint_hash": fingerprint_hash(fingerprint), "prompts": len(prompts.keys),
                                # the prompts as encoded: features of prompts cleaned (or prepared) otherwise are
                                # recomputed, never reused (docs/protocols.md, Table 6)
-                               "prompt_cleanup": PROMPT_CLEANUP, "prompts_sha256": prompts_sha256(prompts)}
+                               "prompts_sha256": prompts_sha256(prompts)}
     if candidates is not None:
         assert query_source is not None, "candidates need a query source"
         options["retrieval"] = {"candidates": str(candidates), "query_source": query_source.spec,
